@@ -1,0 +1,44 @@
+"""Shared fixtures: an explicit PRNG key, strict rank promotion."""
+
+import os
+
+import jax
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def key() -> jax.Array:
+    return jax.random.key(0)
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium, or None (browser tests skip locally, never under CI)."""
+    for path in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
+        if os.path.exists(path):
+            return path
+    return None
+
+
+@pytest.fixture
+def chromium() -> str:
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "CI=true but /usr/bin/chromium is missing: .ci/run must install it"
+            )
+        pytest.skip("Debian chromium not installed (apt-get install chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_gallery(tmp_path_factory):
+    """The demo's gallery, built once per test session with short training and
+    two fast layout methods (the full demo is measured in bench/)."""
+    from topojax.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "gallery"
+    index = run_demo(out, epochs=2, methods=("pca", "umap+swarm"), progress=False)
+    return index

@@ -1,0 +1,211 @@
+"""``topojax demo``: the whole pipeline on the embedded default.
+
+Trains a small NNX MLP and CNN on scikit-learn's bundled digits, captures every
+hidden layer, computes per-class NAPs, lays the neurons out with several methods,
+renders the maps and writes a static gallery. No network access is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from topojax.capture import make_capture
+from topojax.digits import (
+    CNN,
+    DIGIT_NAMES,
+    MLP,
+    Digits,
+    accuracy,
+    load_digits_split,
+    train_model,
+)
+from topojax.gallery import Analysis, GroupSet, LayerView, build_gallery
+from topojax.layout import get_method
+from topojax.metrics import layout_report
+from topojax.profiles import layout_features, naps, profile
+
+# The demo's layout methods: the project's optimiser first (the default view), then
+# the paper's preferred UMAP_PSO and two of its baselines.
+DEMO_METHODS: tuple[str, ...] = ("optimize", "umap+swarm", "tsne", "pca")
+TOP_INPUTS = 8
+
+__all__ = [
+    "CNN",
+    "DEMO_METHODS",
+    "MLP",
+    "analyse_model",
+    "load_digits_split",
+    "run_demo",
+    "train_model",
+]
+
+
+def _batches(x: np.ndarray, group_ids: np.ndarray, batch_size: int = 256):
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size], group_ids[start : start + batch_size]
+
+
+def top_activating(activations: jax.Array, k: int) -> np.ndarray:
+    """Indices ``(n_neurons, k)`` of the inputs that activate each neuron most.
+
+    Args:
+        activations: ``(n_inputs, ..., n_neurons)``; spatial axes are averaged.
+        k: inputs per neuron.
+    """
+    per_input = activations.reshape(activations.shape[0], -1, activations.shape[-1])
+    per_input = per_input.mean(axis=1)
+    k = min(k, per_input.shape[0])
+    return np.asarray(jax.lax.top_k(per_input.T, k)[1])
+
+
+def analyse_model(
+    model: nnx.Module,
+    model_name: str,
+    layers: list[str],
+    data: Digits,
+    *,
+    key: jax.Array,
+    methods: tuple[str, ...] = DEMO_METHODS,
+    progress: bool = True,
+) -> Analysis:
+    """Profile, lay out and measure every layer of a trained digits model.
+
+    Args:
+        model: a trained NNX model (put in eval mode here).
+        model_name: shown in the gallery.
+        layers: layer paths to analyse, e.g. ``["hidden1", "hidden2"]``.
+        data: the digits; the test split is profiled.
+        key: PRNG key, split per layer and method.
+        methods: layout method names (`topojax.layout.METHODS` or chains).
+        progress: show a progress bar.
+
+    Returns:
+        The gallery's `Analysis` of this model.
+    """
+    model.eval()
+    capture_fn = make_capture(model, layers)
+    labels = np.asarray(data.y_test)
+    profiles = profile(capture_fn, _batches(data.x_test, labels), DIGIT_NAMES)
+    activations = capture_fn(jnp.asarray(data.x_test))
+    views = []
+    steps = tqdm(
+        total=len(layers) * len(methods),
+        desc=f"{model_name}: layouts",
+        disable=not progress,
+        leave=False,
+    )
+    for layer, layer_key in zip(
+        layers, jax.random.split(key, len(layers)), strict=True
+    ):
+        layer_profile = profiles[layer]
+        values = np.asarray(naps(layer_profile))
+        features = np.asarray(layout_features(layer_profile))
+        layouts, reports = {}, {}
+        for method, method_key in zip(
+            methods, jax.random.split(layer_key, len(methods)), strict=True
+        ):
+            fit_key, report_key = jax.random.split(method_key)
+            coords = get_method(method)(features, key=fit_key).coords
+            layouts[method] = np.asarray(coords)
+            reports[method] = layout_report(features, coords, key=report_key)
+            steps.update()
+        class_set = GroupSet(
+            name="classes",
+            group_names=DIGIT_NAMES,
+            counts=np.asarray(layer_profile.counts),
+            values=values,
+            description="Per-class NAPs: each class's mean activation minus the "
+            "mean over classes.",
+        )
+        views.append(
+            LayerView(
+                name=layer,
+                n_neurons=features.shape[0],
+                layouts=layouts,
+                layout_metrics=reports,
+                group_sets=(class_set,),
+                top_inputs=top_activating(activations[layer], TOP_INPUTS),
+            )
+        )
+    steps.close()
+    return Analysis(
+        model_name=model_name,
+        layers=tuple(views),
+        inputs=np.asarray(data.x_test[..., 0]),
+        params={"methods": list(methods), "profiled_split": "test"},
+    )
+
+
+def run_demo(
+    out_dir: str | Path = "topojax-gallery",
+    *,
+    seed: int = 0,
+    force: bool = False,
+    epochs: int = 15,
+    methods: tuple[str, ...] = DEMO_METHODS,
+    progress: bool = True,
+) -> Path:
+    """Train the demo models, analyse them and write the gallery.
+
+    Args:
+        out_dir: where the gallery goes (replaced atomically if it is a gallery).
+        seed: seeds data split, initialisation, training and layouts.
+        force: allow replacing a directory that is not a topojax gallery.
+        epochs: training epochs per model.
+        methods: layout methods shown in the gallery.
+        progress: show progress bars.
+
+    Returns:
+        Path of the gallery's ``index.html``.
+    """
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    key = jax.random.key(seed)
+    data = load_digits_split(seed)
+    specs = [
+        ("digits MLP", MLP, ["hidden1", "hidden2"]),
+        ("digits CNN", CNN, ["conv1", "conv2"]),
+    ]
+    analyses = []
+    for (name, model_cls, layers), model_key in zip(
+        specs, jax.random.split(key, len(specs)), strict=True
+    ):
+        init_key, train_key, layout_key = jax.random.split(model_key, 3)
+        model = model_cls(rngs=nnx.Rngs(init_key))
+        print(f"training {name} on {len(data.y_train)} digits ...", flush=True)
+        train_model(model, data, key=train_key, epochs=epochs)
+        test_accuracy = accuracy(model, data.x_test, data.y_test)
+        print(f"  {name}: test accuracy {test_accuracy:.3f}", flush=True)
+        analysis = analyse_model(
+            model,
+            name,
+            layers,
+            data,
+            key=layout_key,
+            methods=methods,
+            progress=progress,
+        )
+        analysis = _with_params(
+            analysis, test_accuracy=test_accuracy, epochs=epochs, seed=seed
+        )
+        analyses.append(analysis)
+    index = build_gallery(analyses, out_dir, force=force)
+    n_files = sum(1 for path in out_dir.rglob("*") if path.is_file())
+    print(
+        f"wrote {n_files} files to {out_dir}/ in {time.perf_counter() - started:.1f} s"
+    )
+    print(f"open {index.resolve()}")
+    return index
+
+
+def _with_params(analysis: Analysis, **params) -> Analysis:
+    import dataclasses
+
+    return dataclasses.replace(analysis, params={**analysis.params, **params})

@@ -1,0 +1,216 @@
+"""The layout contract shared by every method: the `Layout` pytree, input checks,
+distances, blocked k-nearest neighbours and rescaling to the unit square.
+
+Every layout method has the signature::
+
+    fn(features, *, key, metric="cosine", **options) -> Layout
+
+where ``features`` is ``(n_neurons, n_features)`` (one row per neuron: its profile
+over groups, or its raw activations over samples) and the returned
+``Layout.coords`` is ``(n_neurons, 2)`` float32 in ``[0, 1]^2``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Literal, get_args
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Metric = Literal["cosine", "euclidean", "correlation"]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+# Rows with a norm below this are "dead" neurons (all-zero profiles); the paper
+# adds 1e-15 to avoid NaN cosine distances, we give them a defined distance.
+_EPS = 1e-12
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["coords", "trajectory", "losses"],
+    meta_fields=["method"],
+)
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """2-D positions of the neurons of one layer.
+
+    Attributes:
+        coords: ``(n_neurons, 2)`` float32 positions in ``[0, 1]^2``.
+        method: name of the method that made it (static metadata), e.g.
+            ``"umap+swarm"``.
+        trajectory: optional ``(n_frames, n_neurons, 2)`` positions during the
+            optimisation, for methods that iterate and were asked for it.
+        losses: optional ``(n_steps,)`` objective values, for methods that
+            minimise an objective.
+    """
+
+    coords: jax.Array
+    method: str
+    trajectory: jax.Array | None = None
+    losses: jax.Array | None = None
+
+    @property
+    def n_neurons(self) -> int:
+        """Number of neurons laid out."""
+        return self.coords.shape[0]
+
+
+def check_metric(metric: str) -> None:
+    """Raise a ValueError naming the valid metrics if ``metric`` is unknown."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRICS)}")
+
+
+def check_features(features, *, metric: str = "cosine") -> jax.Array:
+    """Validate a feature matrix on the host, before any compute.
+
+    Args:
+        features: array-like ``(n_neurons, n_features)``.
+        metric: distance name, checked against `METRICS`.
+
+    Returns:
+        The features as a float32 ``jax.Array``.
+
+    Raises:
+        ValueError: not 2-D, no neurons, no features, NaN/Inf, or unknown metric.
+    """
+    check_metric(metric)
+    array = np.asarray(features)
+    if array.ndim != 2:
+        raise ValueError(
+            f"features must be 2-D (n_neurons, n_features); got shape {array.shape}"
+        )
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ValueError(
+            "features must have at least one neuron and one feature; "
+            f"got shape {array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise ValueError(f"features must be real numbers; got dtype {array.dtype}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(
+            f"features contain {int(bad.sum())} non-finite values (NaN/Inf) in "
+            f"{int(bad.any(axis=1).sum())} neurons; expected finite numbers"
+        )
+    return jnp.asarray(array, dtype=jnp.float32)
+
+
+def prepare(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
+    """Transform features so that the metric becomes (squared) Euclidean.
+
+    cosine: rows scaled to unit norm (dead rows stay zero); correlation: rows
+    centred, then unit norm; euclidean: unchanged. With unit rows,
+    ``|a - b|^2 = 2 * cosine_distance(a, b)``, so every method can work with
+    Euclidean geometry on the prepared rows.
+
+    Args:
+        features: ``(n, d)`` float array.
+        metric: one of `METRICS`.
+
+    Returns:
+        ``(prepared, metric)``.
+    """
+    check_metric(metric)
+    if metric == "correlation":
+        features = features - features.mean(axis=1, keepdims=True)
+    if metric in ("cosine", "correlation"):
+        norms = jnp.linalg.norm(features, axis=1, keepdims=True)
+        features = features / jnp.maximum(norms, _EPS)
+    return features, metric
+
+
+def pairwise_distances(x: jax.Array, y: jax.Array, metric: str) -> jax.Array:
+    """Distances between the rows of ``x`` ``(n, d)`` and ``y`` ``(m, d)``.
+
+    Uses one matrix product (no ``(n, m, d)`` intermediate). Cosine and
+    correlation distances are ``1 - similarity``, with a zero row at similarity
+    0 to everything (distance 1), including itself.
+
+    Returns:
+        ``(n, m)`` float32 distances, >= 0.
+    """
+    px, _ = prepare(x, metric)
+    py, _ = prepare(y, metric)
+    gram = px @ py.T
+    if metric == "euclidean":
+        sq = (
+            jnp.sum(px * px, axis=1)[:, None]
+            + jnp.sum(py * py, axis=1)[None, :]
+            - 2 * gram
+        )
+        return jnp.sqrt(jnp.maximum(sq, 0.0))
+    return jnp.clip(1.0 - gram, 0.0, 2.0)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "metric", "block_size"))
+def knn(
+    features: jax.Array, k: int, metric: str = "cosine", block_size: int = 1024
+) -> tuple[jax.Array, jax.Array]:
+    """Exact k nearest neighbours of every row, excluding itself.
+
+    Computed with blocked matrix products so that memory is
+    ``O(block_size * n)``, never ``(n, n)`` at once.
+
+    Args:
+        features: ``(n, d)``.
+        k: neighbours per row, ``1 <= k <= n - 1``.
+        metric: one of `METRICS`.
+        block_size: rows per block.
+
+    Returns:
+        ``(indices, distances)``, each ``(n, k)``, sorted by increasing distance.
+    """
+    n = features.shape[0]
+    block = min(block_size, n)
+    n_blocks = -(-n // block)
+    padded = jnp.pad(features, ((0, n_blocks * block - n), (0, 0)))
+    row_ids = jnp.arange(n_blocks * block).reshape(n_blocks, block)
+
+    def one_block(args):
+        rows, ids = args
+        dist = pairwise_distances(rows, features, metric)
+        dist = jnp.where(ids[:, None] == jnp.arange(n)[None, :], jnp.inf, dist)
+        neg, idx = jax.lax.top_k(-dist, k)
+        return idx, -neg
+
+    idx, dist = jax.lax.map(one_block, (padded.reshape(n_blocks, block, -1), row_ids))
+    return idx.reshape(-1, k)[:n], dist.reshape(-1, k)[:n]
+
+
+def rescale_unit(coords: jax.Array, *, keep_aspect: bool = False) -> jax.Array:
+    """Min-max scale each axis of ``coords`` ``(n, 2)`` to ``[0, 1]``.
+
+    An axis with no spread (a single neuron, or all at one place) is put at 0.5.
+    With ``keep_aspect``, both axes are scaled by the larger span and centred,
+    so shapes (a disk) are not stretched.
+    """
+    lo = coords.min(axis=0)
+    hi = coords.max(axis=0)
+    span = hi - lo
+    if keep_aspect:
+        span = jnp.full_like(span, span.max())
+    safe = jnp.where(span > 1e-12, span, 1.0)
+    scaled = (coords - lo[None, :]) / safe[None, :]
+    if keep_aspect:
+        scaled = scaled + ((1.0 - (hi - lo) / safe) / 2)[None, :]
+    return jnp.where((span > 1e-12)[None, :], scaled, 0.5).astype(jnp.float32)
+
+
+def make_layout(
+    coords: jax.Array,
+    method: str,
+    *,
+    trajectory: jax.Array | None = None,
+    losses: jax.Array | None = None,
+) -> Layout:
+    """Build a `Layout` from raw coordinates, rescaled to the unit square."""
+    return Layout(
+        coords=rescale_unit(coords),
+        method=method,
+        trajectory=trajectory,
+        losses=losses,
+    )

@@ -1,0 +1,513 @@
+"""Differentiable layout objectives: plain scalar functions of the coordinates.
+
+Every objective here is a pure function ``f(coords, ...) -> scalar`` of the
+neuron positions ``coords`` ``(n_neurons, 2)`` and of precomputed data
+(neighbour affinities, a radius, a key), differentiable with respect to
+``coords``. They compose by weighted sum (`weighted_sum`) and are minimised by
+`topojax.layout.optimize.optimize` with any optax optimiser; researchers can use
+them as building blocks, e.g. `map_smoothness` as a topographic regulariser of a
+hidden layer while training a network.
+
+Terms (``y_i`` is the position of neuron ``i``, ``d_ij = |y_i - y_j|``):
+
+* `attraction`: ``sum_e w_e log(1 + d_{i_e j_e}^2 / s^2)`` over affinity edges,
+  the attractive part of the t-SNE Kullback-Leibler divergence with a
+  Student-t kernel of scale ``s``.
+* `repulsion` / `sampled_repulsion`: ``log Z`` with
+  ``Z = sum_{i != j} 1 / (1 + d_ij^2 / s^2)``, the normaliser of the t-SNE
+  kernel; ``attraction + repulsion`` is ``KL(P || Q)`` up to a constant.
+  Exact (blocked, memory ``O(block * n)``) or estimated from random pairs.
+* `soft_core` / `soft_core_pairs`: ``(1/n) sum_{i<j} (1 - d_ij^2 / r^2)_+^2``, a
+  short-range repulsion that is zero beyond radius ``r`` and so targets the
+  overlap of neurons directly without distorting larger distances.
+* `boundary`: ``(1/n) sum_i dist(y_i, Omega)^2``, zero inside the unit square
+  (or the disk of radius 1/2 centred at (1/2, 1/2)).
+* `uniformity`: the sliced Wasserstein-2 distance between the positions and the
+  uniform distribution on the square (or disk), using the exact quantile
+  function of the projected uniform distribution.
+* `map_smoothness`: ``sum_e w_e |z_i - z_j|^2`` for standardised activations
+  ``z`` of neurons that are neighbours on a fixed map; differentiable with
+  respect to the activations (a topographic regulariser).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+Shape = Literal["square", "disk"]
+
+# Added to squared distances so that gradients stay finite at coincident points.
+_TINY = 1e-12
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["rows", "cols", "weights"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class Affinities:
+    """A sparse, directed affinity edge list ``(i_e, j_e, w_e)``.
+
+    The weights sum to 1. For a symmetric kernel ``f`` the directed list
+    represents the symmetric joint matrix ``P_ij = (p_{j|i} + p_{i|j}) / (2n)``,
+    because ``sum_ij P_ij f_ij = sum_e w_e f_{i_e j_e}`` with
+    ``w_e = p_{j|i} / n``.
+
+    Attributes:
+        rows: ``(n_edges,)`` int32 source neuron of each edge.
+        cols: ``(n_edges,)`` int32 target neuron of each edge.
+        weights: ``(n_edges,)`` float32 non-negative weights, summing to 1.
+    """
+
+    rows: jax.Array
+    cols: jax.Array
+    weights: jax.Array
+
+
+def _calibrate_row(sq_dist: jax.Array, log_perplexity: jax.Array) -> jax.Array:
+    """Conditional probabilities of one row with the given perplexity.
+
+    Bisection on ``log beta`` of ``p_j ∝ exp(-beta (d_j - min d))`` until the
+    Shannon entropy equals ``log_perplexity``. Distances are rescaled by their
+    mean spread so that one bracket fits every row.
+    """
+    shifted = sq_dist - sq_dist.min()
+    spread = jnp.maximum(shifted.mean(), 1e-12)
+    shifted = shifted / spread
+
+    def probs(log_beta):
+        logits = -jnp.exp(log_beta) * shifted
+        return jax.nn.softmax(logits)
+
+    def entropy(log_beta):
+        p = probs(log_beta)
+        return -jnp.sum(p * jnp.log(jnp.maximum(p, 1e-30)))
+
+    def body(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) / 2
+        # Entropy decreases with beta: too high entropy -> raise beta.
+        too_flat = entropy(mid) > log_perplexity
+        return jnp.where(too_flat, mid, lo), jnp.where(too_flat, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, 64, body, (jnp.float32(-20.0), jnp.float32(20.0)))
+    return probs((lo + hi) / 2)
+
+
+@jax.jit
+def perplexity_affinities(
+    indices: jax.Array, sq_distances: jax.Array, perplexity: float | jax.Array
+) -> Affinities:
+    """t-SNE affinities on a k-nearest-neighbour graph.
+
+    ``p_{j|i} = exp(-beta_i d_ij^2) / sum_{l in kNN(i)} exp(-beta_i d_il^2)``
+    with ``beta_i`` set by bisection so that the perplexity
+    ``exp(H(p_{.|i}))`` equals ``perplexity`` (clipped to the number of
+    neighbours ``k``), and ``w = p_{j|i} / n`` (see `Affinities`).
+
+    Args:
+        indices: ``(n, k)`` int neighbour indices (e.g. from `knn`).
+        sq_distances: ``(n, k)`` squared high-dimensional distances.
+        perplexity: effective number of neighbours, ``> 0``.
+
+    Returns:
+        `Affinities` with ``n * k`` edges.
+    """
+    n, k = indices.shape
+    log_perplexity = jnp.log(jnp.clip(perplexity, 1.0, k))
+    cond = jax.vmap(_calibrate_row, in_axes=(0, None))(sq_distances, log_perplexity)
+    rows = jnp.repeat(jnp.arange(n, dtype=jnp.int32), k)
+    return Affinities(
+        rows=rows,
+        cols=indices.reshape(-1).astype(jnp.int32),
+        weights=(cond / n).reshape(-1).astype(jnp.float32),
+    )
+
+
+def knn_affinities(indices: jax.Array) -> Affinities:
+    """Uniform affinities ``w = 1 / (n k)`` on a k-nearest-neighbour graph.
+
+    Args:
+        indices: ``(n, k)`` int neighbour indices.
+
+    Returns:
+        `Affinities` with ``n * k`` edges of equal weight.
+    """
+    n, k = indices.shape
+    return Affinities(
+        rows=jnp.repeat(jnp.arange(n, dtype=jnp.int32), k),
+        cols=indices.reshape(-1).astype(jnp.int32),
+        weights=jnp.full((n * k,), 1.0 / (n * k), jnp.float32),
+    )
+
+
+def _sq_dist(a: jax.Array, b: jax.Array) -> jax.Array:
+    return jnp.sum((a - b) ** 2, axis=-1)
+
+
+def attraction(coords: jax.Array, affinities: Affinities, *, scale: float) -> jax.Array:
+    """Affinity-weighted Student-t attraction.
+
+    ``A(y) = sum_e w_e log(1 + |y_{i_e} - y_{j_e}|^2 / s^2)``: grows with the map
+    distance of neurons with similar activity. Together with `repulsion` it is
+    the t-SNE objective ``KL(P || Q)`` (up to the constant ``sum P log P``).
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        affinities: `Affinities` edges ``(i, j, w)``.
+        scale: kernel scale ``s`` in coordinate units.
+
+    Returns:
+        Scalar.
+    """
+    d2 = _sq_dist(coords[affinities.rows], coords[affinities.cols])
+    return jnp.sum(affinities.weights * jnp.log1p(d2 / scale**2))
+
+
+def repulsion(coords: jax.Array, *, scale: float, block_size: int = 1024) -> jax.Array:
+    """Exact normalised Student-t repulsion ``log Z``.
+
+    ``Z = sum_{i != j} 1 / (1 + |y_i - y_j|^2 / s^2)``. Minimising ``log Z``
+    pushes all pairs apart, most strongly the close ones. Computed over row
+    blocks with rematerialisation, so memory is ``O(block_size * n)``, never
+    ``(n, n)`` for ``n > block_size``; compute is ``O(n^2)``.
+
+    Args:
+        coords: ``(n, 2)`` positions, ``n >= 2``.
+        scale: kernel scale ``s``.
+        block_size: rows per block.
+
+    Returns:
+        Scalar.
+    """
+    n = coords.shape[0]
+    block = min(block_size, n)
+    n_blocks = -(-n // block)
+    padded = jnp.pad(coords, ((0, n_blocks * block - n), (0, 0)))
+    valid = (jnp.arange(n_blocks * block) < n).astype(coords.dtype)
+
+    @jax.checkpoint
+    def one_block(args):
+        rows, mask = args
+        d2 = jnp.sum(rows**2, 1)[:, None] + jnp.sum(coords**2, 1)[None, :]
+        d2 = jnp.maximum(d2 - 2 * rows @ coords.T, 0.0)
+        return jnp.sum(mask[:, None] / (1.0 + d2 / scale**2))
+
+    sums = jax.lax.map(
+        one_block, (padded.reshape(n_blocks, block, 2), valid.reshape(n_blocks, block))
+    )
+    # Remove the n self-pairs (kernel value 1 each).
+    return jnp.log(jnp.maximum(sums.sum() - n, 1e-30))
+
+
+def random_pairs(key: jax.Array, n: int, n_per_neuron: int) -> jax.Array:
+    """Random pairs ``(i, j)``, ``j != i``, ``n_per_neuron`` for every ``i``.
+
+    Args:
+        key: PRNG key.
+        n: number of neurons, ``>= 2``.
+        n_per_neuron: pairs drawn per neuron.
+
+    Returns:
+        ``(n * n_per_neuron, 2)`` int32.
+    """
+    offsets = jax.random.randint(key, (n, n_per_neuron), 1, max(n, 2))
+    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, n_per_neuron))
+    cols = (rows + offsets) % n
+    return jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=1).astype(jnp.int32)
+
+
+def sampled_repulsion(coords: jax.Array, pairs: jax.Array, *, scale: float) -> jax.Array:
+    """Estimate of `repulsion` from random pairs (negative sampling).
+
+    ``log( n (n - 1) mean_{(i, j) in pairs} 1 / (1 + |y_i - y_j|^2 / s^2) )``,
+    with ``pairs`` from `random_pairs`. Memory and compute ``O(len(pairs))``.
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        pairs: ``(m, 2)`` int pairs with ``i != j``.
+        scale: kernel scale ``s``.
+
+    Returns:
+        Scalar.
+    """
+    n = coords.shape[0]
+    d2 = _sq_dist(coords[pairs[:, 0]], coords[pairs[:, 1]])
+    mean_kernel = jnp.mean(1.0 / (1.0 + d2 / scale**2))
+    return jnp.log(n * (n - 1) * mean_kernel)
+
+
+def _core_penalty(d2: jax.Array, radius: float | jax.Array) -> jax.Array:
+    return jnp.square(jnp.maximum(1.0 - d2 / radius**2, 0.0))
+
+
+def soft_core(coords: jax.Array, *, radius: float, block_size: int = 1024) -> jax.Array:
+    """Exact short-range soft-core repulsion.
+
+    ``C(y) = (1/n) sum_{i<j} (1 - |y_i - y_j|^2 / r^2)_+^2``: zero for pairs
+    farther apart than ``r``, growing smoothly (``C^1``) as two neurons
+    approach; at ``r ~ 0.25 / sqrt(n)`` it removes overlaps. Blocked like
+    `repulsion` (memory ``O(block_size * n)``).
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        radius: interaction radius ``r``.
+        block_size: rows per block.
+
+    Returns:
+        Scalar.
+    """
+    n = coords.shape[0]
+    block = min(block_size, n)
+    n_blocks = -(-n // block)
+    padded = jnp.pad(coords, ((0, n_blocks * block - n), (0, 0)))
+    ids = jnp.arange(n_blocks * block)
+
+    @jax.checkpoint
+    def one_block(args):
+        rows, row_ids = args
+        d2 = jnp.sum((rows[:, None, :] - coords[None, :, :]) ** 2, axis=-1)
+        keep = row_ids[:, None] < jnp.arange(n)[None, :]
+        return jnp.sum(jnp.where(keep, _core_penalty(d2, radius), 0.0))
+
+    sums = jax.lax.map(one_block, (padded.reshape(n_blocks, block, 2), ids.reshape(n_blocks, block)))
+    return sums.sum() / n
+
+
+def soft_core_pairs(coords: jax.Array, pairs: jax.Array, *, radius: float) -> jax.Array:
+    """`soft_core` restricted to candidate pairs (for large ``n``).
+
+    ``(1/n) sum_{(i, j) in pairs} (1 - |y_i - y_j|^2 / r^2)_+^2`` with pairs
+    from `grid_candidate_pairs`; equals `soft_core` when the candidates contain
+    every pair closer than ``r`` exactly once.
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        pairs: ``(m, 2)`` int pairs.
+        radius: interaction radius ``r``.
+
+    Returns:
+        Scalar.
+    """
+    d2 = _sq_dist(coords[pairs[:, 0]], coords[pairs[:, 1]])
+    return jnp.sum(_core_penalty(d2, radius)) / coords.shape[0]
+
+
+def grid_candidate_pairs(coords: jax.Array, *, radius: float, window: int = 3) -> jax.Array:
+    """Pairs of neurons that may be closer than ``radius``, in ``O(n log n)``.
+
+    The plane is cut into cells of side ``radius``; neurons are sorted by cell
+    in row-major order, in column-major order and in row-major order on a grid
+    shifted by half a cell, and each neuron is paired with the next ``window``
+    neurons of each order. Pairs in the same or an adjacent cell (all pairs
+    closer than ``radius``) are found unless more than ``window`` neurons sit
+    between them in every order, which needs a crowd of neurons. Not
+    differentiable (indices only).
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        radius: cell side.
+        window: neighbours in sort order paired with each neuron.
+
+    Returns:
+        ``(3 * n * window, 2)`` int32 pairs (some may repeat; pairs that wrap
+        around the end of an order pair a neuron with itself and contribute a
+        constant, no gradient).
+    """
+    coords = jax.lax.stop_gradient(coords)
+    n = coords.shape[0]
+    cells = jnp.floor(coords / radius).astype(jnp.int32)
+    shifted = jnp.floor(coords / radius + 0.5).astype(jnp.int32)
+    span = 1 << 15
+    keys = [
+        cells[:, 1] * span + cells[:, 0],
+        cells[:, 0] * span + cells[:, 1],
+        shifted[:, 1] * span + shifted[:, 0],
+    ]
+    all_pairs = []
+    for sort_key in keys:
+        order = jnp.argsort(sort_key)
+        for offset in range(1, window + 1):
+            partner = jnp.where(
+                jnp.arange(n) + offset < n, jnp.roll(order, -offset), order
+            )
+            all_pairs.append(jnp.stack([order, partner], axis=1))
+    return jnp.concatenate(all_pairs, axis=0).astype(jnp.int32)
+
+
+def boundary(coords: jax.Array, *, shape: Shape = "square") -> jax.Array:
+    """Squared distance outside the map domain, averaged over neurons.
+
+    ``B(y) = (1/n) sum_i dist(y_i, Omega)^2`` where ``Omega`` is the unit
+    square ``[0, 1]^2`` or the disk of radius 1/2 centred at ``(1/2, 1/2)``.
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        shape: ``"square"`` or ``"disk"``.
+
+    Returns:
+        Scalar, 0 when every neuron is inside.
+    """
+    return _BOUNDARY[shape](coords)
+
+
+def _boundary_square(coords: jax.Array) -> jax.Array:
+    outside = jnp.maximum(-coords, 0.0) + jnp.maximum(coords - 1.0, 0.0)
+    return jnp.mean(jnp.sum(outside**2, axis=1))
+
+
+def _boundary_disk(coords: jax.Array) -> jax.Array:
+    radius = jnp.sqrt(_sq_dist(coords, jnp.full((2,), 0.5)) + _TINY)
+    return jnp.mean(jnp.maximum(radius - 0.5, 0.0) ** 2)
+
+
+_BOUNDARY: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "square": _boundary_square,
+    "disk": _boundary_disk,
+}
+
+
+def _square_quantiles(direction: jax.Array, levels: jax.Array) -> jax.Array:
+    """Quantiles of ``<u, direction>`` for ``u`` uniform on ``[0, 1]^2``.
+
+    The projection is ``min(c, 0) + |c| U`` summed over the two axes, a sum of
+    two uniforms with a trapezoidal density on ``[0, a + b]``
+    (``a >= b`` the absolute components), whose quantile is closed form.
+    """
+    offset = jnp.sum(jnp.minimum(direction, 0.0))
+    a = jnp.max(jnp.abs(direction))
+    b = jnp.min(jnp.abs(direction))
+    ramp = b / (2 * a)
+    low = jnp.sqrt(2 * a * b * levels)
+    mid = levels * a + b / 2
+    high = a + b - jnp.sqrt(2 * a * b * (1 - levels))
+    quantile = jnp.where(levels < ramp, low, jnp.where(levels <= 1 - ramp, mid, high))
+    return offset + quantile
+
+
+def _disk_quantiles(direction: jax.Array, levels: jax.Array) -> jax.Array:
+    """Quantiles of ``<u, direction>`` for ``u`` uniform on the centred disk.
+
+    The projection of the disk of radius ``R = 1/2`` has the semicircle density;
+    its CDF ``F(t) = 1/2 + (t sqrt(R^2 - t^2) + R^2 asin(t / R)) / (pi R^2)`` is
+    inverted by bisection (the same for every unit direction).
+    """
+    radius = 0.5
+
+    def cdf(t):
+        inner = jnp.sqrt(jnp.maximum(radius**2 - t**2, 0.0))
+        return 0.5 + (t * inner + radius**2 * jnp.arcsin(t / radius)) / (
+            jnp.pi * radius**2
+        )
+
+    def body(_, bracket):
+        lo, hi = bracket
+        mid = (lo + hi) / 2
+        below = cdf(mid) < levels
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(
+        0, 40, body, (jnp.full_like(levels, -radius), jnp.full_like(levels, radius))
+    )
+    centre = 0.5 * jnp.sum(direction)
+    return centre + (lo + hi) / 2
+
+
+_QUANTILES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "square": _square_quantiles,
+    "disk": _disk_quantiles,
+}
+
+
+def uniformity(
+    coords: jax.Array,
+    key: jax.Array,
+    *,
+    n_projections: int = 16,
+    shape: Shape = "square",
+) -> jax.Array:
+    """Sliced Wasserstein-2 distance to the uniform distribution on the map.
+
+    ``U(y) = (1/L) sum_l (1/n) sum_k (sort(<y, theta_l>)_k - F_l^{-1}((k + 1/2)/n))^2``
+    over ``L`` directions ``theta_l`` evenly spaced on the half circle with a
+    random rotation from ``key``, where ``F_l^{-1}`` is the exact quantile
+    function of the projected uniform distribution on the square or disk. Zero
+    only when every projection matches, i.e. the map is filled evenly.
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        key: PRNG key for the rotation of the directions.
+        n_projections: number of directions ``L``.
+        shape: ``"square"`` or ``"disk"``.
+
+    Returns:
+        Scalar.
+    """
+    n = coords.shape[0]
+    angles = (
+        jnp.arange(n_projections) / n_projections + jax.random.uniform(key, ())
+    ) * jnp.pi
+    directions = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)
+    levels = (jnp.arange(n, dtype=coords.dtype) + 0.5) / n
+    quantile_fn = _QUANTILES[shape]
+    targets = jax.vmap(quantile_fn, in_axes=(0, None))(directions, levels)
+    projected = jnp.sort(directions @ coords.T, axis=1)
+    return jnp.mean((projected - targets) ** 2)
+
+
+def map_smoothness(
+    activations: jax.Array, edges: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
+    """Topographic smoothness of activations on a fixed map (a regulariser).
+
+    ``S(x) = sum_e w_e (1/B) |z_{i_e} - z_{j_e}|^2 = sum_e w_e 2 (1 - corr_e)``
+    where ``z`` are the activations standardised per neuron over the batch and
+    the edges join neurons that are neighbours on the map (e.g.
+    `grid_edges`). Differentiable with respect to the activations; minimising
+    it makes neighbouring neurons co-activate, so the layer's maps are smooth.
+
+    Args:
+        activations: ``(batch, n_neurons)``.
+        edges: ``(n_edges, 2)`` int pairs of map neighbours.
+        weights: optional ``(n_edges,)`` weights; default ``1 / n_edges``.
+
+    Returns:
+        Scalar in ``[0, 4]`` for normalised weights.
+    """
+    centred = activations - activations.mean(axis=0)
+    std = jnp.sqrt(jnp.mean(centred**2, axis=0) + 1e-6)
+    z = centred / std
+    per_edge = jnp.mean((z[:, edges[:, 0]] - z[:, edges[:, 1]]) ** 2, axis=0)
+    if weights is None:
+        return jnp.mean(per_edge)
+    return jnp.sum(weights * per_edge)
+
+
+def weighted_sum(
+    terms: Sequence[tuple[float | jax.Array, Callable[[jax.Array], jax.Array]]],
+) -> Callable[[jax.Array], jax.Array]:
+    """Compose objectives ``f_k(coords)`` into ``coords -> sum_k w_k f_k(coords)``.
+
+    Args:
+        terms: pairs ``(weight, objective)``; bind the data of each objective
+            first, e.g. ``functools.partial(attraction, affinities=p, scale=s)``.
+
+    Returns:
+        A scalar function of the coordinates.
+
+    Example:
+        >>> loss = weighted_sum([(1.0, functools.partial(boundary, shape="disk"))])
+    """
+    terms = tuple(terms)
+
+    def total(coords: jax.Array) -> jax.Array:
+        return sum(weight * fn(coords) for weight, fn in terms)
+
+    return total
