@@ -101,20 +101,36 @@ def main():
                 same_rmsd[name].append(float(np.sqrt((diff**2).sum(1).mean())))
         print(f"{model_name} done", flush=True)
 
-    def row(name, vals):
-        vals = np.asarray(vals)
-        return f"| {name} | {vals.mean():.3f} | {vals.min():.3f} .. {vals.max():.3f} |"
+    def row(name, vals, reference):
+        vals, reference = np.asarray(vals), np.asarray(reference)
+        wins = int(np.sum(vals > reference))
+        return (
+            f"| {name} | {vals.mean():.3f} | {vals.min():.3f} .. {vals.max():.3f} "
+            f"| {wins}/{len(vals)} |"
+        )
 
+    n = 2 * args.seeds
+    paper = "colors (paper: rescale, no reflection)"
     print(f"\nacross layers ({args.method}, 2 models x {args.seeds} keys)")
-    print("| alignment | map agreement (mean) | range |\n|---|---|---|")
-    for name, vals in cross.items():
-        print(row(name, vals) + f" {np.median(timings[name]) * 1e3:.0f} ms")
     print(
-        f"\nsame neurons, second layout ({args.method}, 2 models x {args.seeds} keys)"
+        "| alignment | map agreement (mean) | range | better than paper "
+        "| median time |\n|---|---|---|---|---|"
     )
-    print("| alignment | map agreement | range | position RMSD |\n|---|---|---|---|")
+    for name, vals in cross.items():
+        print(
+            row(name, vals, cross[paper])
+            + f" {np.median(timings[name]) * 1e3:.0f} ms |"
+        )
+    print(f"\nsame neurons, second layout ({args.method}, {n} pairs)")
+    print(
+        "| alignment | map agreement | range | better than paper | position RMSD |"
+        "\n|---|---|---|---|---|"
+    )
     for name, vals in same.items():
-        print(row(name, vals) + f" {np.mean(same_rmsd[name]):.3f} |")
+        print(
+            row(name, vals, same["colors (paper)"])
+            + f" {np.mean(same_rmsd[name]):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -179,7 +179,7 @@ def screenshots(root: Path, out: Path) -> None:
         page.evaluate(
             "document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })"
         )
-        page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+        page.wait_for_function("() => [...document.images].every(i => i.complete)")
         page.screenshot(path=str(out / "layer-page.png"), full_page=True)
         box = page.locator(".variant:not([hidden]) .map img").nth(2).bounding_box()
         page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
@@ -188,7 +188,7 @@ def screenshots(root: Path, out: Path) -> None:
             box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55
         )
         page.wait_for_function(
-            "[...document.querySelectorAll('.inputs img')].every(i => i.complete)"
+            "() => [...document.querySelectorAll('.inputs img')].every(i => i.complete)"
         )
         page.screenshot(path=str(out / "neuron-card.png"))
         browser.close()

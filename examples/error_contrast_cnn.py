@@ -47,7 +47,7 @@ def parse(argv):
     parser.add_argument("--noisy", type=int, default=3, help="class with noisy labels")
     parser.add_argument("--into", type=int, default=5, help="its wrong label")
     parser.add_argument("--noise", type=float, default=0.5, help="fraction relabelled")
-    parser.add_argument("--method", default="pca", help="layout method")
+    parser.add_argument("--method", default="umap+swarm", help="layout method")
     parser.add_argument("--resolution", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)

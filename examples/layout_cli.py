@@ -5,7 +5,7 @@ stands in for "another framework" (PyTorch, TensorFlow, ...): its hidden-layer
 activations on the digits are computed with plain NumPy, reduced to per-class
 NAPs, and saved as a ``.npy`` file with one row per neuron. Then the command
 
-    topojax layout features.npy --method pca --out coords.npy
+    topojax layout features.npy --method umap --out coords.npy --force
 
 (run here as ``python -m topojax layout ...``) lays the neurons out, and the
 coordinates are loaded back to render one map per class into a PNG strip.
@@ -38,7 +38,7 @@ def parse(argv):
     parser.add_argument("--workdir", default="layout-cli")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--max-iter", type=int, default=200)
-    parser.add_argument("--method", default="pca", help="layout method for the CLI")
+    parser.add_argument("--method", default="umap", help="layout method for the CLI")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
     coords_path = workdir / "coords.npy"
     command = [
         sys.executable, "-m", "topojax", "layout", str(features_path),
-        "--method", args.method, "--out", str(coords_path),
+        "--method", args.method, "--out", str(coords_path), "--force",
     ]  # fmt: skip
     print("$", " ".join(command[2:]))
     subprocess.run(command, check=True)

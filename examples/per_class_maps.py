@@ -34,7 +34,7 @@ def parse(argv):
     parser.add_argument("--out", default="gallery-per-class")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--hidden", type=int, nargs=2, default=(256, 128))
-    parser.add_argument("--method", default="pca", help="layout method or a+b chain")
+    parser.add_argument("--method", default="umap+swarm", help="layout method or chain")
     parser.add_argument("--resolution", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)

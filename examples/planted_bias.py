@@ -48,7 +48,7 @@ def parse(argv):
     parser.add_argument("--out", default="gallery-bias")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--hidden", type=int, nargs=2, default=(64, 32))
-    parser.add_argument("--method", default="pca", help="layout method")
+    parser.add_argument("--method", default="umap+swarm", help="layout method")
     parser.add_argument("--resolution", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)

@@ -51,7 +51,7 @@ def parse(argv):
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=25, help="record every k steps")
     parser.add_argument("--hidden", type=int, nargs=2, default=(64, 32))
-    parser.add_argument("--method", default="pca", help="layout method")
+    parser.add_argument("--method", default="umap+swarm", help="layout method")
     parser.add_argument("--layout-on", choices=("final", "joint"), default="final")
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)

@@ -102,7 +102,7 @@ def test_rotation_search_finds_the_rotation(coords):
     assert abs(float(paper.angle) - 90.0) <= 20.0
     # chunked evaluation (small batches of angles) gives the same scores
     chunked = align.rotation_search(
-        turned, colors, ref, colors, max_batch_elements=2500
+        turned, colors, ref, colors, max_batch_elements=2500 * 90
     )
     np.testing.assert_allclose(chunked.scores, paper.scores, rtol=1e-5, atol=1e-6)
 
@@ -147,14 +147,30 @@ def test_align_by_profiles_across_layers():
 
 
 def test_align_layers_dispatch_and_errors(coords):
-    layouts = {
-        "a": Layout(jnp.asarray(coords), "pca"),
-        "b": Layout(jnp.asarray(coords[:20]), "pca"),
-    }
-    profiles = {"a": coords, "b": coords[:20]}
+    # same shapes as the tests above (50 neurons, 4 groups): compiled once
+    ref = np.asarray(align.rescale_unit(jnp.asarray(coords)))
+    turned = np.asarray(align.rotate(jnp.asarray(ref), jnp.float32(-90.0)))
+    layouts = {"a": Layout(jnp.asarray(ref), "pca"), "b": Layout(turned, "pca")}
+    profiles = {"a": _smooth_colors(ref), "b": _smooth_colors(ref)}
     for method in align.LAYER_ALIGNMENTS:
         out = align.align_layers(layouts, profiles, method=method)
         assert out["a"] is layouts["a"]
-        assert out["b"].coords.shape == (20, 2)
+        assert out["b"].coords.shape == (50, 2)
+    exact = align.align_layers(layouts, profiles, method="profiles")["b"].coords
+    np.testing.assert_allclose(exact, ref, atol=1e-2)
     with pytest.raises(ValueError, match="unknown alignment method 'procrustes'"):
         align.align_layers(layouts, profiles, method="procrustes")
+    with pytest.raises(ValueError, match="reference layer 'c' not in"):
+        align.align_layers(layouts, profiles, reference="c")
+
+
+def test_rotation_search_and_profile_alignment_do_not_recompile(coords):
+    colors = _smooth_colors(coords)
+    align.rotation_search(coords, colors, coords, colors)
+    align.align_by_profiles(coords, colors, coords, colors)
+    sizes = (align._rotation_search._cache_size(), align._profile_anchors._cache_size())
+    moved = coords[::-1] + 0.1
+    align.rotation_search(moved, colors + 1, coords, colors, rescale=False)
+    align.align_by_profiles(moved, colors + 1, coords, colors)
+    after = (align._rotation_search._cache_size(), align._profile_anchors._cache_size())
+    assert after == sizes

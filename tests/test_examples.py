@@ -1,16 +1,17 @@
-"""Runs every example script's ``main(argv)`` with small sizes."""
+"""Runs every example script's ``main(argv)`` with small sizes.
+
+The sizes are chosen so that the examples share shapes (32 and 16 neurons per
+layer, 10 groups, 16 px maps): JAX compiles each shared function once for all.
+"""
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SMALL = "--resolution 16 --method pca"  # tiny maps, the fastest layout
 
 
 def load(name):
@@ -39,7 +40,7 @@ def test_every_example_has_a_header_and_a_test():
 
 def test_per_class_maps(tmp_path):
     result = load("per_class_maps").main(
-        f"--out {tmp_path}/g --epochs 1 --hidden 32 16 --resolution 16".split()
+        f"--out {tmp_path}/g --epochs 1 --hidden 32 16 {SMALL}".split()
     )
     assert result["index"].is_file()
     counts = np.asarray(result["profiles"]["hidden1"].counts)
@@ -48,7 +49,7 @@ def test_per_class_maps(tmp_path):
 
 def test_error_contrast_cnn(tmp_path):
     result = load("error_contrast_cnn").main(
-        f"--out {tmp_path}/g --epochs 1 --channels 4 8 --resolution 16".split()
+        f"--out {tmp_path}/g --epochs 1 --channels 32 16 {SMALL}".split()
     )
     assert result["index"].is_file()
     sizes = result["report"].as_dict()
@@ -59,25 +60,27 @@ def test_error_contrast_cnn(tmp_path):
 
 
 def test_planted_bias_is_visible_only_with_the_dependency(tmp_path):
-    """Bias score S (|mean(marked) - mean(plain)| over the typical class distance)
-    in the last hidden layer: clearly nonzero for the model trained to depend on
-    the attribute, at most half of that for the control. Seen at these sizes:
-    biased ~0.8-1.0, control ~0.1-0.2."""
+    """Bias score S = |mean(marked) - mean(plain)| / (typical distance of a class
+    mean from the overall mean), per hidden layer, on the test digits. The model
+    trained to depend on the attribute shows it clearly, the control (same
+    patched images, true labels) much less. Seen with these sizes (seeds 0, 1,
+    2): hidden2 biased 0.64 / 1.25 / 1.11, control 0.17 / 0.08 / 0.20; hidden1
+    biased 1.25 / 1.38 / 1.53, control 0.30 / 0.25 / 0.33."""
     result = load("planted_bias").main(
-        f"--out {tmp_path}/g --steps 300 --hidden 32 16 --resolution 16".split()
+        f"--out {tmp_path}/g --steps 300 --hidden 32 16 {SMALL}".split()
     )
-    biased = result["biased"]["scores"]["hidden2"]
-    control = result["control"]["scores"]["hidden2"]
-    print(f"bias score hidden2: biased {biased:.3f}, control {control:.3f}")
+    biased, control = result["biased"]["scores"], result["control"]["scores"]
+    print(f"bias scores: biased {biased}, control {control}")
     assert result["biased"]["accuracy"] > 0.8
-    assert biased > 0.5
-    assert control < 0.5 * biased
+    for layer in ("hidden1", "hidden2"):
+        assert biased[layer] > 0.4, layer
+        assert control[layer] < 0.5 * biased[layer], layer
 
 
 def test_training_maps(tmp_path):
     result = load("training_maps").main(
         f"--out {tmp_path}/g --animations {tmp_path}/anim --steps 40 --every 10 "
-        "--hidden 32 16 --resolution 16".split()
+        f"--hidden 32 16 {SMALL}".split()
     )
     assert result["labels"] == ["step 0", "step 10", "step 20", "step 30", "step 40"]
     for layer, path in result["animations"].items():
@@ -87,43 +90,11 @@ def test_training_maps(tmp_path):
     assert result["index"].is_file()
 
 
-def _has_layout_command():
-    from topojax.cli import build_parser
-
-    try:
-        build_parser().parse_args(
-            ["layout", "x.npy", "--method", "pca", "--out", "y.npy"]
-        )
-    except SystemExit:
-        return False
-    return True
-
-
 def test_layout_cli(tmp_path):
-    if not _has_layout_command():
-        pytest.skip("the `topojax layout` subcommand is not there yet")
     result = load("layout_cli").main(
-        f"--workdir {tmp_path} --hidden 12 --max-iter 20 --resolution 16".split()
+        f"--workdir {tmp_path} --hidden 16 --max-iter 20 {SMALL}".split()
     )
     coords = result["coords"]
-    assert coords.shape == (12, 2)
+    assert coords.shape == (16, 2)
     assert coords.min() >= 0 and coords.max() <= 1
     assert result["png"].read_bytes().startswith(b"\x89PNG")
-
-
-def test_examples_run_as_scripts():
-    """A script starts in a fresh interpreter (``--help``; the others share its
-    code path, and layout_cli runs the CLI in a subprocess itself)."""
-    root = str(EXAMPLES.parent)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]),
-    }
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / "per_class_maps.py"), "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "usage" in out.stdout

@@ -201,3 +201,16 @@ def test_error_contrast_reveals_label_noise(noisy_run):
     print(f"R_noisy={ratio[str(NOISY)]:.3f} R_clean_mean={np.mean(clean):.3f}")
     assert ratio[str(NOISY)] <= 0.5
     assert np.mean(clean) - ratio[str(NOISY)] >= 0.25
+
+
+def test_demo_gallery_has_error_contrast_maps(demo_gallery):
+    import json
+
+    root = demo_gallery.parent
+    files = json.loads((root / "manifest.json").read_text())["files"]
+    for page in ("digits-mlp/hidden2", "digits-cnn/conv1"):
+        maps = [p for p in files if p.startswith(f"{page}/maps/pca/linear/errors/")]
+        names = {p.rsplit("/", 1)[1] for p in maps}
+        assert {"3-correct.png", "3-wrong.png"} <= names, page
+        html = (root / page / "index.html").read_text()
+        assert "3/wrong" in html and "3/correct" in html

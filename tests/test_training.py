@@ -243,3 +243,19 @@ def test_orbax_missing_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "orbax.checkpoint", None)
     with pytest.raises(ImportError, match="pip install orbax-checkpoint"):
         training.load_orbax_checkpoints(tmp_path, {})
+
+
+def test_demo_gallery_has_training_pages(demo_gallery):
+    """The demo records NAPs before training and after each of its 2 epochs."""
+    import json
+
+    root = demo_gallery.parent
+    files = json.loads((root / "manifest.json").read_text())["files"]
+    for page in ("digits-mlp/hidden1", "digits-mlp/hidden2", "digits-cnn/conv2"):
+        html = (root / page / "training.html").read_text()
+        assert all(f"epoch {e}" in html for e in range(3)), page
+        frames = {
+            p.split("/")[-2] for p in files if p.startswith(f"{page}/maps/training/")
+        }
+        assert frames == {"0", "1", "2"}, page
+        assert "training.html" in (root / page / "index.html").read_text()

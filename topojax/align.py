@@ -342,9 +342,7 @@ def _score(candidate, ref_coords, color_similarity) -> jax.Array:
     return jnp.mean(spatial * color_similarity)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("n_angles", "reflection", "rescale", "batch_size")
-)
+@functools.partial(jax.jit, static_argnames=("n_angles", "reflection", "batch_size"))
 def _rotation_search(
     coords, colors, ref_coords, ref_colors, n_angles, reflection, rescale, batch_size
 ) -> RotationSearch:
@@ -359,9 +357,12 @@ def _rotation_search(
     def candidate(angle, flip):
         mirrored = jnp.where(flip > 0, coords * jnp.array([[-1.0, 1.0]]), coords)
         rotated = rotate(mirrored, angle)
-        if rescale:
-            return rescale_unit(rotated)
-        return rotated - rotated.mean(axis=0)[None] + ref_centre[None]
+        # rescale is a traced bool: both variants share one compilation
+        return jnp.where(
+            rescale,
+            rescale_unit(rotated),
+            rotated - rotated.mean(axis=0)[None] + ref_centre[None],
+        )
 
     def score_one(args):
         angle, flip = args
@@ -432,7 +433,7 @@ def rotation_search(
         reference_colors,
         n_angles,
         reflection,
-        rescale,
+        jnp.asarray(bool(rescale)),
         batch_size,
     )
 

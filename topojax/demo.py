@@ -7,6 +7,7 @@ renders the maps and writes a static gallery. No network access is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from topojax.capture import make_capture
+from topojax.capture import make_capture, make_state_capture
 from topojax.digits import (
     CNN,
     DIGIT_NAMES,
@@ -24,12 +25,21 @@ from topojax.digits import (
     Digits,
     accuracy,
     load_digits_split,
+    predict,
     train_model,
 )
-from topojax.gallery import Analysis, GroupSet, LayerView, build_gallery
+from topojax.gallery import (
+    Analysis,
+    GroupSet,
+    LayerView,
+    TrainingSeries,
+    build_gallery,
+)
+from topojax.groups import error_contrast
 from topojax.layout import get_method
 from topojax.metrics import layout_report
 from topojax.profiles import layout_features, naps, profile
+from topojax.training import make_nap_recorder, stack_snapshots
 
 # The demo's layout methods: the project's optimiser first (the default view), then
 # the paper's preferred UMAP_PSO and two of its baselines.
@@ -179,8 +189,9 @@ def run_demo(
     ):
         init_key, train_key, layout_key = jax.random.split(model_key, 3)
         model = model_cls(rngs=nnx.Rngs(init_key))
+        on_step, snapshots, labels = _record_epochs(model, layers, data)
         print(f"training {name} on {len(data.y_train)} digits ...", flush=True)
-        train_model(model, data, key=train_key, epochs=epochs)
+        train_model(model, data, key=train_key, epochs=epochs, on_step=on_step)
         test_accuracy = accuracy(model, data.x_test, data.y_test)
         print(f"  {name}: test accuracy {test_accuracy:.3f}", flush=True)
         analysis = analyse_model(
@@ -191,6 +202,9 @@ def run_demo(
             key=layout_key,
             methods=methods,
             progress=progress,
+        )
+        analysis = _with_error_and_training_pages(
+            analysis, model, data, stack_snapshots(snapshots), labels
         )
         analysis = _with_params(
             analysis, test_accuracy=test_accuracy, epochs=epochs, seed=seed
@@ -209,3 +223,65 @@ def _with_params(analysis: Analysis, **params) -> Analysis:
     import dataclasses
 
     return dataclasses.replace(analysis, params={**analysis.params, **params})
+
+
+# --- error-contrast and training pages (issue 7) ---
+def _record_epochs(model: nnx.Module, layers: list[str], data: Digits, batch_size=64):
+    """An ``on_step`` for `train_model` recording per-class NAPs every epoch.
+
+    Records the test digits' NAPs before training and after every epoch (one
+    jitted forward pass each); returns ``(on_step, snapshots, labels)``.
+    """
+    capture_state, _ = make_state_capture(model, layers)
+    recorder = make_nap_recorder(capture_state, data.x_test, data.y_test, DIGIT_NAMES)
+    steps_per_epoch = max(len(data.y_train) // batch_size, 1)
+    snapshots, labels = [recorder(nnx.state(model))], ["epoch 0"]
+
+    def on_step(step: int, model: nnx.Module) -> None:
+        if step % steps_per_epoch == 0:
+            snapshots.append(recorder(nnx.state(model)))
+            labels.append(f"epoch {step // steps_per_epoch}")
+
+    return on_step, snapshots, labels
+
+
+def _with_error_and_training_pages(
+    analysis: Analysis, model: nnx.Module, data: Digits, series: dict, labels: list
+) -> Analysis:
+    """Add the "errors" group set and the training series to every layer.
+
+    "errors": per class, the test digits classified correctly and wrongly. The
+    training series is drawn on the first layout (made from the final model).
+    """
+    layers = [view.name for view in analysis.layers]
+    group_ids, group_names = error_contrast(
+        data.y_test, predict(model, data.x_test), DIGIT_NAMES
+    )
+    errors = profile(
+        make_capture(model, layers), _batches(data.x_test, group_ids), group_names
+    )
+    views = []
+    for view in analysis.layers:
+        error_set = GroupSet(
+            name="errors",
+            group_names=group_names,
+            counts=np.asarray(errors[view.name].counts),
+            values=np.asarray(naps(errors[view.name])),
+            description="Per class, the test digits classified correctly and "
+            "wrongly (NAPs over the non-empty groups; n = group size).",
+            order=tuple(range(len(group_names))),
+        )
+        training = TrainingSeries(
+            labels=tuple(labels),
+            group_names=DIGIT_NAMES,
+            values=np.asarray(series[view.name]),
+            method=view.methods[0],
+            description="Per-class NAPs of the test digits before training and "
+            "after every epoch, on the final model's layout.",
+        )
+        views.append(
+            dataclasses.replace(
+                view, group_sets=(*view.group_sets, error_set), training=training
+            )
+        )
+    return dataclasses.replace(analysis, layers=tuple(views))

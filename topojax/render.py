@@ -368,7 +368,20 @@ def _linear_planner(points, pixels, resolution, *, max_distance, bandwidth):
             points, pixels, resolution, max_distance=max_distance, bandwidth=None
         )
         return idx, weights, drawn, True
-    simplex = triangulation.find_simplex(pixels)
+    # Qhull's point location walks the triangulation and is slow for pixels
+    # outside the hull; the hull's half-planes rule those out cheaply first.
+    # Pixels within 1e-9 of the hull still go to find_simplex, which decides
+    # exactly as griddata does.
+    hull = triangulation.points[triangulation.convex_hull]  # (F, 2, 2) edges
+    edge = hull[:, 1] - hull[:, 0]
+    normal = np.stack([edge[:, 1], -edge[:, 0]], axis=1)
+    centre = triangulation.points.mean(axis=0)
+    offset = np.einsum("fi,fi->f", normal, hull[:, 0])
+    outward = np.sign(normal @ centre - offset)  # <0 means normal points outward
+    side = (pixels @ normal.T - offset) * outward  # (P, F): >0 inside the edge
+    candidate = side.min(axis=1) >= -1e-9 * np.abs(normal).sum(axis=1).max()
+    simplex = np.full(len(pixels), -1, dtype=np.int64)
+    simplex[candidate] = triangulation.find_simplex(pixels[candidate])
     inside = simplex >= 0
     transform = triangulation.transform[simplex]  # (P, 3, 2); garbage where -1
     bary = np.einsum("pij,pj->pi", transform[:, :2], pixels - transform[:, 2])

@@ -290,6 +290,7 @@
   /* ---- Neuron card ---- */
 
   var MAX_LABEL = 24;
+  var MAX_FEATURE_BARS = 64;
 
   function shortName(name) {
     return name.length > MAX_LABEL ? name.slice(0, MAX_LABEL - 1) + "…" : name;
@@ -365,7 +366,9 @@
     Object.keys(data.sets).forEach(function (setId) {
       var set = data.sets[setId];
       var section = cardSection(set.name);
-      var labels = set.order.map(function (g) { return set.groups[g]; });
+      var labels = set.order.map(function (g) {
+        return set.counts[g] === 0 ? set.groups[g] + " (empty)" : set.groups[g];
+      });
       var values = set.order.map(function (g) { return set.values[g][neuron]; });
       var highlight = setId === map.dataset.set ? set.order.indexOf(Number(map.dataset.group)) : -1;
       section.appendChild(barChart(labels, values, highlight,
@@ -391,8 +394,12 @@
     if (data.features) {
       var features = cardSection("Profile features");
       var row = data.features[neuron];
-      var names = row.map(function (_, k) { return "feature " + k; });
-      features.appendChild(barChart(names, row, -1, "Profile features of neuron " + neuron));
+      if (row.length <= MAX_FEATURE_BARS) {
+        var names = row.map(function (_, k) { return "feature " + k; });
+        features.appendChild(barChart(names, row, -1, "Profile features of neuron " + neuron));
+      } else {
+        features.appendChild(htmlNode("p", null, row.length + " features (too many to draw)."));
+      }
       body.appendChild(features);
     }
     lastFocus = map;

@@ -116,7 +116,7 @@ def load_all_images(page):
     page.evaluate(
         "document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })"
     )
-    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
     return page.evaluate(
         "Array.from(document.images).map(i => [i.getAttribute('src'), i.naturalWidth])"
     )
@@ -231,7 +231,7 @@ def test_click_opens_the_neuron_card(page, gallery, analysis, tmp_path):
     thumbs = card.locator(".inputs img")
     assert thumbs.count() == TOP_K
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('.inputs img')).every(i => i.complete)"
+        "() => [...document.querySelectorAll('.inputs img')].every(i => i.complete)"
     )
     widths = card.locator(".inputs img").evaluate_all(
         "imgs => imgs.map(i => i.naturalWidth)"
@@ -381,11 +381,12 @@ def test_works_from_a_sub_path_of_a_static_host(browsers, chromium, gallery):
         context, page, watch = _new_page(browsers, chromium, origin=base)
         page.goto(base + "index.html")
         page.click("a.layer-card-link >> nth=0")
-        assert page.url == base + "synthetic-model/layer1/index.html"
+        page.wait_for_url(base + "synthetic-model/layer1/index.html")
         images = load_all_images(page)
         assert images and all(width > 0 for _, width in images)
         page.click('a:text("Compare methods")')
-        assert page.url == base + "synthetic-model/layer1/compare.html"
+        page.wait_for_url(base + "synthetic-model/layer1/compare.html")
+        assert load_all_images(page)
         context.close()
         watch.check()
     finally:

@@ -20,7 +20,7 @@ def hostile_analysis():
     return synthetic_analysis(
         model_name="../../etc/<b>model</b>",
         group_names=HOSTILE_GROUPS,
-        layer_names=("../layer", "/abs/layer"),
+        layer_names=("../layer", "/layer"),
         n_neurons=20,
         n_frames=2,
     )

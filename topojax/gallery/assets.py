@@ -17,7 +17,7 @@ from topojax.gallery.escape import js_assignment
 from topojax.gallery.model import Analysis
 from topojax.gallery.site import DataJob, MapJob, ThumbnailJob
 from topojax.png import encode_png
-from topojax.render import apply_plan, nearest_neuron, render_plan
+from topojax.render import RenderPlan, apply_plan, nearest_neuron, render_plan
 
 __all__ = [
     "CMAP",
@@ -34,8 +34,32 @@ CMAP = "bwr"
 # zlib level of the gallery's PNGs: on 128 x 128 maps level 6 is ~23 % smaller than
 # level 1 at ~4x the time; level 9 saves another ~1 % at 3x the time of level 6.
 PNG_LEVEL = 6
-_SIGNIFICANT = 4
+# Values in data.js: 3 significant digits, as shown by the read-out and the card.
+_SIGNIFICANT = 3
 _THUMB_MIN_SIDE = 48
+
+
+Plans = dict[tuple[int, int, str, str], RenderPlan]
+
+
+def _plan(
+    plans: Plans,
+    analyses: Sequence[Analysis],
+    key: tuple[int, int, str, str],
+    *,
+    resolution: int,
+    shape: str,
+) -> RenderPlan:
+    """The render plan of (analysis, layer, method, style), made once per build."""
+    if key not in plans:
+        a, i, method, style = key
+        plans[key] = render_plan(
+            analyses[a].layers[i].layouts[method],
+            resolution=resolution,
+            method=style,
+            shape=shape,
+        )
+    return plans[key]
 
 
 def map_pngs(
@@ -44,6 +68,7 @@ def map_pngs(
     *,
     resolution: int,
     shape: str,
+    plans: Plans | None = None,
 ) -> dict[str, bytes]:
     """Render, colour and encode the maps of ``jobs``.
 
@@ -52,28 +77,24 @@ def map_pngs(
         analyses: the analyses the jobs index into.
         resolution: image side in pixels.
         shape: ``"square"`` or ``"disk"``.
+        plans: render plans by ``(analysis, layer, method, style)``, filled in
+            as needed (share it with `data_script` to plan each layout once).
 
     Returns:
         PNG bytes by relative path.
     """
+    plans = {} if plans is None else plans
     files: dict[str, bytes] = {}
-    plans: dict[tuple[int, int, str, str], object] = {}
     for job in jobs:
         layer = analyses[job.analysis].layers[job.layer]
         key = (job.analysis, job.layer, job.method, job.style)
-        if key not in plans:
-            plans[key] = render_plan(
-                layer.layouts[job.method],
-                resolution=resolution,
-                method=job.style,
-                shape=shape,
-            )
+        plan = _plan(plans, analyses, key, resolution=resolution, shape=shape)
         kind, k = job.source
         if kind == "groups":
             values = layer.group_sets[k].values
         else:
             values = layer.training.values.reshape(-1, layer.n_neurons)
-        images = apply_plan(plans[key], values.astype(np.float32))
+        images = apply_plan(plan, values.astype(np.float32))
         rgba = np.asarray(colorize(images, cmap=CMAP, clim=job.clim))
         for path, image in zip(job.paths, rgba, strict=True):
             files[path] = encode_png(image, compress_level=PNG_LEVEL)
@@ -134,21 +155,34 @@ def _rounded(values: np.ndarray) -> list:
 
 
 def data_script(
-    job: DataJob, analyses: Sequence[Analysis], *, resolution: int, shape: str
+    job: DataJob,
+    analyses: Sequence[Analysis],
+    *,
+    resolution: int,
+    shape: str,
+    plans: Plans | None = None,
 ) -> dict[str, bytes]:
     """The layer's ``data.js``: assigns ``window.TOPOJAX_LAYER`` for the page script.
 
     It holds, per layout method, the run-length coded per-pixel neuron index
     (`topojax.render.nearest_neuron` over the whole image) and, per render
-    style, the run-length coded mask of drawn pixels (0 drawn, -1 transparent;
-    `nearest_neuron` of that style is the index where drawn, else -1), the
-    values of every group set (for the hover read-out and the neuron card's bar
-    charts), the training values, the top-activating input thumbnails and the
-    profile features.
+    style, the run-length coded mask of drawn pixels (0 drawn, -1 transparent:
+    the render plan's mask), so that the index where drawn and -1 elsewhere is
+    ``nearest_neuron(..., method=style)``; the values of every group set (for
+    the hover read-out and the neuron card's bar charts), the training values,
+    the top-activating input thumbnails and the profile features.
+
+    Args:
+        job: the layer's data job.
+        analyses: the analyses the job indexes into.
+        resolution: image side in pixels.
+        shape: ``"square"`` or ``"disk"``.
+        plans: shared render plans (see `map_pngs`).
 
     Returns:
         ``{job.path: bytes}``.
     """
+    plans = {} if plans is None else plans
     analysis = analyses[job.analysis]
     layer = analysis.layers[job.layer]
     nearest = {}
@@ -165,15 +199,9 @@ def data_script(
         )
         masks = {}
         for style, style_id in job.styles:
-            indices = nearest_neuron(
-                coords, resolution=resolution, shape=shape, method=style
-            )
-            drawn = indices >= 0
-            if not np.array_equal(indices[drawn], every_pixel[drawn]):
-                raise RuntimeError(
-                    f"nearest_neuron of layout {method!r} disagrees between render "
-                    f"styles nearest and {style!r}"
-                )
+            key = (job.analysis, job.layer, method, style)
+            plan = _plan(plans, analyses, key, resolution=resolution, shape=shape)
+            drawn = np.asarray(plan.mask).reshape(resolution, resolution)
             masks[style_id] = rle_encode(np.where(drawn, 0, -1))
         nearest[method_id] = {"index": rle_encode(every_pixel), "drawn": masks}
     sets = {}

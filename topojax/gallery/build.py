@@ -187,17 +187,11 @@ def _site_files(site: Site, analyses: Sequence[Analysis]) -> dict[str, bytes]:
         files[f"{ASSETS}/{name}"] = content
     files[COLORBAR] = colorbar_png()
     files[FAVICON] = favicon_png()
-    files.update(
-        map_pngs(
-            site.maps, analyses, resolution=options.resolution, shape=options.shape
-        )
-    )
+    sizes = {"resolution": options.resolution, "shape": options.shape}
+    plans: dict = {}  # each layout is planned once per render style
+    files.update(map_pngs(site.maps, analyses, plans=plans, **sizes))
     for job in site.data:
-        files.update(
-            data_script(
-                job, analyses, resolution=options.resolution, shape=options.shape
-            )
-        )
+        files.update(data_script(job, analyses, plans=plans, **sizes))
     for job in site.thumbnails:
         files[job.path] = thumbnail_png(job, analyses)
     common = {

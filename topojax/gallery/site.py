@@ -286,12 +286,27 @@ def _metrics_context(layer: LayerView, method_ids: dict[str, str]) -> dict:
     return {"names": names, "rows": rows}
 
 
+def _training_order(layer: LayerView, orders: Sequence[tuple[int, ...]]):
+    """Training panel order: that of a group set with the same groups, if any.
+
+    Otherwise the dendrogram order of the last frame's values.
+    """
+    training = layer.training
+    for group_set, order in zip(layer.group_sets, orders, strict=True):
+        if group_set.group_names == training.group_names:
+            return order
+    return group_order(training.values[-1])
+
+
 def _training_context(
-    analysis: Analysis, layer: LayerView, paths: _Paths, options: BuildOptions
+    analysis: Analysis,
+    layer: LayerView,
+    paths: _Paths,
+    options: BuildOptions,
+    order: tuple[int, ...],
 ) -> dict:
     training = layer.training
     style = options.render_methods[0]
-    order = group_order(training.values[-1])
     frames = []
     for t, label in enumerate(training.labels):
         maps = []
@@ -364,7 +379,9 @@ def _layer_pages(
     ]
     training = None
     if layer.training is not None:
-        training = _training_context(analysis, layer, paths, options)
+        training = _training_context(
+            analysis, layer, paths, options, _training_order(layer, orders)
+        )
         jobs.append(
             MapJob(
                 analysis=a,

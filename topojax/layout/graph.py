@@ -372,8 +372,16 @@ def threshold_graph(
 
 @functools.partial(jax.jit, static_argnames=("n_iter", "block_size"))
 def _force_layout(
-    key, neighbours, edge_mask, extra_edges, extra_mask, *, n_iter, block_size
-):
+    key: jax.Array,
+    neighbours: jax.Array,
+    edge_mask: jax.Array,
+    extra_edges: jax.Array,
+    extra_mask: jax.Array,
+    *,
+    n_iter: int,
+    block_size: int,
+) -> Layout:
+    """Random start, `fruchterman_reingold`, rescaling: one compiled function."""
     _, init_key = jax.random.split(key)
     init = jax.random.uniform(init_key, (neighbours.shape[0], 2))
     coords = fruchterman_reingold(

@@ -32,7 +32,14 @@ import numpy as np
 import optax
 
 from topojax.layout import objectives
-from topojax.layout.base import Layout, check_features, knn, make_layout, rescale_unit
+from topojax.layout.base import (
+    Layout,
+    check_features,
+    knn,
+    make_layout,
+    prepare,
+    rescale_unit,
+)
 
 # Above this many neurons the pairwise terms are sampled (see module docstring).
 EXACT_MAX = 1024
@@ -113,6 +120,13 @@ def layout_affinities(
     """
     n = features.shape[0]
     k = int(min(n - 1, max(1, math.ceil(3 * perplexity))))
+    if metric != "euclidean":
+        # Dead neurons (zero rows) are at cosine distance 1 from everything; an
+        # extra coordinate makes them identical to each other instead, so they
+        # gather in one place rather than sit among live neighbourhoods.
+        unit, _ = prepare(features, metric)
+        dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
+        features, metric = jnp.concatenate([unit, dead.astype(unit.dtype)], 1), "cosine"
     indices, distances = knn(features, k, metric)
     return objectives.perplexity_affinities(
         indices, _SQUARED_DISTANCE[metric](distances), perplexity

@@ -93,7 +93,8 @@ def train_som(
         t, row = inputs
         sample = x[row]
         # argmin |w - x|^2 = argmin |w|^2 - 2 w.x, with |w|^2 kept up to date.
-        winner = jnp.argmin(sq_norms - 2.0 * weights.reshape(-1, d) @ sample)
+        scores = sq_norms - 2.0 * jnp.einsum("ijd,d->ij", weights, sample)
+        winner = jnp.argmin(scores.reshape(-1))
         win_i, win_j = winner // side, winner % side
         top = jnp.clip(win_i - radius, 0, side - window)
         left = jnp.clip(win_j - radius, 0, side - window)
@@ -107,12 +108,16 @@ def train_som(
         patch = patch + pull[:, :, None] * (sample[None, None, :] - patch)
         weights = jax.lax.dynamic_update_slice(weights, patch, (top, left, 0))
         sq_norms = jax.lax.dynamic_update_slice(
-            sq_norms.reshape(side, side), jnp.sum(patch * patch, axis=2), (top, left)
-        ).reshape(-1)
+            sq_norms, jnp.sum(patch * patch, axis=2), (top, left)
+        )
         return (weights, sq_norms), None
 
     steps = jnp.arange(n_iter, dtype=jnp.float32)
-    carry = (weights.reshape(side, side, d), jnp.sum(weights * weights, axis=1))
+    # Both kept as (side, side) grids: reshaping them every step costs copies.
+    carry = (
+        weights.reshape(side, side, d),
+        jnp.sum(weights * weights, axis=1).reshape(side, side),
+    )
     (weights, _), _ = jax.lax.scan(step, carry, (steps, order))
     return weights.reshape(side * side, d)
 

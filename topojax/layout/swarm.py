@@ -21,6 +21,14 @@ repels; ``f_loc`` repels for every ``d < 23.9``.
   A seeded jitter of ``jitter`` (default 1e-4) is added so that duplicate
   positions, which no pairwise force can separate, come apart.
 
+Positions are stored centred and scaled to unit RMS radius, with the scale
+kept separately (`_normalise`). The forces depend on differences only, so this
+is the same arithmetic in exact numbers; it matters for the plain run, whose
+swarm first contracts by many orders of magnitude: in the float64 reference it
+collapses to one numerical point (spread 1e-16 by step 100) and re-expands from
+rounding noise, while here the contracted shape stays resolved in float32
+(equal to the float64 reference to 1e-6 while that one is still resolved).
+
 The sum is computed as ``sum_j F_ij (x_j - x_i)`` per coordinate over blocks of
 rows (`lax.map`), so memory is ``O(block_size * N)``, never ``(N, N, 2)``. The
 global-force matrix is precomputed once when ``N <= DENSE_MAX_NEURONS`` (4096,

@@ -56,16 +56,25 @@ _DEFAULT_AB = (1.576943460405378, 0.8950608781227859)
 
 @functools.lru_cache(maxsize=32)
 def find_ab_params(spread: float = 1.0, min_dist: float = 0.1) -> tuple[float, float]:
-    """Fit ``1 / (1 + a x^(2b))`` to UMAP's target curve, on the host, once.
+    """``a, b`` of the embedding kernel ``1 / (1 + a d^(2b))``, on the host, once.
 
-    The target is 1 up to ``min_dist`` and ``exp(-(x - min_dist) / spread)``
-    beyond, sampled on ``[0, 3 * spread]`` (umap-learn's ``find_ab_params``).
+    The defaults return umap-learn's fitted values; other values are fitted
+    with `fit_ab_params`.
 
     Returns:
         ``(a, b)`` as Python floats.
     """
     if (spread, min_dist) == (1.0, 0.1):
         return _DEFAULT_AB
+    return fit_ab_params(spread, min_dist)
+
+
+def fit_ab_params(spread: float, min_dist: float) -> tuple[float, float]:
+    """Least-squares fit of ``1 / (1 + a x^(2b))`` to UMAP's target curve.
+
+    The target is 1 up to ``min_dist`` and ``exp(-(x - min_dist) / spread)``
+    beyond, sampled on ``[0, 3 * spread]`` (umap-learn's ``find_ab_params``).
+    """
     from scipy.optimize import curve_fit
 
     x = np.linspace(0, spread * 3, 300)
@@ -207,7 +216,8 @@ def _umap_core(
     heads, tails, weights = fuzzy_graph(features, k, metric, n_epochs)
     rate = weights / jnp.maximum(weights.max(initial=0.0), 1e-30)
     # Each ordered pair's rate is at most a + b of its two directed weights,
-    # whose rows sum to log2(k + 1) after calibration: a bound on edges per epoch.
+    # whose rows sum to log2(k + 1) after calibration: the usual bound on edges
+    # per epoch (exceeded only by rows with many neighbours at distance rho).
     n_samples = min(heads.shape[0], int(np.ceil(2 * n * np.log2(k + 1))))
     start = _initial_coords(features, init, init_key, metric, has_init)
 
@@ -219,9 +229,12 @@ def _umap_core(
         epoch_key = jax.random.fold_in(sample_key, t)
         offset_key, negative_key = jax.random.split(epoch_key)
         # Systematic sampling: unit-spaced points on the circle [0, total) from a
-        # random offset pick each edge with probability equal to its rate.
-        points = jax.random.uniform(offset_key) * total + jnp.arange(n_samples)
-        valid = jnp.arange(n_samples) < total
+        # random offset pick each edge with probability equal to its rate. Should
+        # the rates exceed the batch, points spread out and moves scale up.
+        spacing = jnp.maximum(total / max(n_samples, 1), 1.0)
+        steps = jnp.arange(n_samples) * spacing
+        points = jax.random.uniform(offset_key) * total + steps
+        valid = steps < total
         picked = jnp.searchsorted(cumulative, jnp.mod(points, total), side="right")
         picked = jnp.minimum(picked, heads.shape[0] - 1)
         head = heads[picked]
@@ -249,7 +262,8 @@ def _umap_core(
         )
         repel = jnp.clip(push[..., None] * away, -4.0, 4.0).sum(axis=1)
         move = jnp.where(valid[:, None], attract + repel, 0.0)
-        return y + alpha * jax.ops.segment_sum(move, head, num_segments=n), None
+        move = jax.ops.segment_sum(move, head, num_segments=n)
+        return y + alpha * spacing * move, None
 
     y, frames, _ = scan_with_frames(epoch, start, n_epochs, every, lambda y: y)
     return rescale_unit(y), rescale_frames(frames)

@@ -30,18 +30,27 @@ _BLOCK = 128
 # Below this many columns, Euclidean distances are computed from differences
 # (exact for 2-D coordinates) instead of the Gram-matrix identity.
 _DIRECT_MAX_DIM = 4
+_DIRECT_MAX_ELEMENTS = 2**24
 
 
 def _distances(rows: jax.Array, points: jax.Array, metric: str) -> jax.Array:
-    """``(b, n)`` distances; exact differences for low-dimensional Euclidean."""
-    if metric == "euclidean" and points.shape[1] <= _DIRECT_MAX_DIM:
-        # One (b, n) plane per axis: far faster on CPU than a (b, n, dim) array.
-        columns = points.T
-        squared = sum(
-            (rows[:, axis, None] - columns[None, axis]) ** 2
-            for axis in range(points.shape[1])
-        )
-        return jnp.sqrt(squared)
+    """``(b, n)`` distances.
+
+    Euclidean distances come from differences where that is affordable (exact
+    ranks for near-ties, where the Gram-matrix identity loses precision).
+    """
+    if metric == "euclidean":
+        dim = points.shape[1]
+        if dim <= _DIRECT_MAX_DIM:
+            # One (b, n) plane per axis: far faster on CPU than a (b, n, dim) array.
+            columns = points.T
+            squared = sum(
+                (rows[:, axis, None] - columns[None, axis]) ** 2 for axis in range(dim)
+            )
+            return jnp.sqrt(squared)
+        if rows.shape[0] * points.shape[0] * dim <= _DIRECT_MAX_ELEMENTS:
+            diff = rows[:, None, :] - points[None, :, :]
+            return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
     return pairwise_distances(rows, points, metric)
 
 
