@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -212,9 +211,23 @@ def demo_inputs(seed: int = 0) -> list[Path]:
 # ---------------------------------------------------------------- worker
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak_rss() -> None:
+    # Resets VmHWM to the current RSS (Linux >= 4.0). getrusage's ru_maxrss
+    # would not do: it survives exec, so a worker would inherit the parent's.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def worker(input_path: Path, method: str) -> dict:
@@ -230,8 +243,9 @@ def worker(input_path: Path, method: str) -> dict:
         peer = PEERS[method]
 
         def run(seed):
-            # Like the paper (and topojax): each axis min-max scaled to [0, 1].
-            coords = np.asarray(peer(features, seed), dtype=np.float64)
+            # The paper adds 1e-15 so that dead (all-zero) neurons get no NaN
+            # cosine distances, and min-max scales each axis to [0, 1].
+            coords = np.asarray(peer(features + 1e-15, seed), dtype=np.float64)
             span = np.ptp(coords, axis=0)
             coords = (coords - coords.min(axis=0)) / np.where(span > 0, span, 1.0)
             return coords.astype(np.float32)
@@ -241,7 +255,8 @@ def worker(input_path: Path, method: str) -> dict:
         def run(seed):
             return np.asarray(fn(features, key=jax.random.key(seed)).coords)
 
-    baseline = _rss_mb()
+    _reset_peak_rss()
+    baseline = _status_mb("VmRSS")
     coords, times = [], []
     for seed in range(1 + N_WARM):
         start = time.perf_counter()
@@ -249,7 +264,7 @@ def worker(input_path: Path, method: str) -> dict:
         times.append(time.perf_counter() - start)
         if seed < N_QUALITY_SEEDS:
             coords.append(result)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline
+    peak = _status_mb("VmHWM") - baseline
     reports = [
         layout_report(features, c, key=jax.random.key(99), true_coords=true_coords)
         for c in coords
@@ -339,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", default="256,1024", help="synthetic N, comma-separated"
     )
-    parser.add_argument("--methods", help="topojax methods/chains (default: all)")
+    parser.add_argument(
+        "--methods", help="topojax methods/chains (default: all), or 'none'"
+    )
     parser.add_argument(
         "--peers", default=",".join(PEERS), help="reference libraries, or 'none'"
     )
@@ -360,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     selected = args.methods.split(",") if args.methods else None
+    selected = [] if args.methods == "none" else selected
     methods = topojax_methods(selected)
     peers = [] if args.peers == "none" else args.peers.split(",")
     unknown = [p for p in peers if p not in PEERS]

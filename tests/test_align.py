@@ -100,46 +100,48 @@ def test_rotation_search_finds_the_rotation(coords):
     # the paper's variant rescales every candidate, which shifts its optimum
     paper = align.rotation_search(turned, colors, ref, colors)
     assert abs(float(paper.angle) - 90.0) <= 20.0
-    # chunked evaluation (small batches of angles) gives the same scores
-    chunked = align.rotation_search(
-        turned, colors, ref, colors, max_batch_elements=2500 * 90
-    )
-    np.testing.assert_allclose(chunked.scores, paper.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_rotation_search_with_reflection(coords):
+def test_rotation_search_with_reflection_in_chunks(coords):
     ref = np.asarray(align.rescale_unit(jnp.asarray(coords)))
     colors = _smooth_colors(ref)
     mirrored = ref * np.array([-1.0, 1.0], np.float32)
-    kwargs = dict(rescale=False)
-    plain = align.rotation_search(mirrored, colors, ref, colors, **kwargs)
+    plain = align.rotation_search(mirrored, colors, ref, colors, rescale=False)
+    # 90 angles per chunk (memory bound) and reflections
     both = align.rotation_search(
-        mirrored, colors, ref, colors, reflection=True, **kwargs
+        mirrored,
+        colors,
+        ref,
+        colors,
+        reflection=True,
+        rescale=False,
+        max_batch_elements=90 * 50 * 50,
     )
     assert both.scores.shape == (720,)
+    # equal up to float rounding; the median threshold is discontinuous, so a
+    # rounding-level change can move one of the 2500 pairs across it (~4e-4)
+    np.testing.assert_allclose(both.scores[:360], plain.scores, atol=2e-3)
     assert bool(both.reflected)
     assert float(both.scores.max()) > float(plain.scores.max())
     np.testing.assert_allclose(both.coords, ref, atol=0.05)
 
 
-def test_align_by_profiles_across_layers():
+def test_align_by_profiles_across_layers(coords):
+    # two "layers" of 50 neurons each (4 groups): the second layer's neurons are
+    # noisy copies of the first's, in another order, at rotated places
     rng = np.random.default_rng(0)
-    # reference layer: 40 neurons; other layer: 30 neurons, each a noisy copy of
-    # a reference neuron's profile at that neuron's (rotated) place
-    ref = rng.uniform(size=(40, 2)).astype(np.float32)
-    ref_profiles = np.concatenate([ref * 2 - 1, rng.normal(size=(40, 3)) * 0.1], 1)
-    pick = rng.choice(40, 30, replace=False)
-    other = (ref[pick] - 0.5) @ _rotation(130) + 0.5
-    profiles = ref_profiles[pick] + rng.normal(size=(30, 5)) * 0.05
+    ref = np.asarray(align.rescale_unit(jnp.asarray(coords)))
+    ref_profiles = _smooth_colors(ref)
+    order = rng.permutation(50)
+    other = (ref[order] - 0.5) @ _rotation(130) + 0.5
+    other = (other + rng.normal(size=(50, 2)) * 0.02).astype(np.float32)
+    profiles = ref_profiles[order] + rng.normal(size=(50, 4)).astype(np.float32) * 0.02
     aligned = align.align_by_profiles(
         other, profiles, ref, ref_profiles, temperature=0.05
     )
-    target = np.asarray(align.rescale_unit(jnp.asarray(ref[pick])))
-    before = np.sqrt(
-        ((np.asarray(align.rescale_unit(jnp.asarray(other))) - target) ** 2)
-        .sum(1)
-        .mean()
-    )
+    target = ref[order]
+    unaligned = np.asarray(align.rescale_unit(jnp.asarray(other)))
+    before = np.sqrt(((unaligned - target) ** 2).sum(1).mean())
     after = np.sqrt(((np.asarray(aligned.coords) - target) ** 2).sum(1).mean())
     assert after < 0.1 < before
     with pytest.raises(ValueError, match="same groups"):

@@ -306,7 +306,9 @@ def group_sizes(group_ids, n_groups: int) -> np.ndarray:
     return np.bincount(ids[ids >= 0], minlength=n_groups).astype(np.int64)
 
 
-def group_report(group_ids, group_names: Sequence[str], *, min_size: int = 5):
+def group_report(
+    group_ids, group_names: Sequence[str], *, min_size: int = 5
+) -> GroupReport:
     """Report every group's size, flagging empty and tiny groups.
 
     Args:

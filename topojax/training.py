@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from topojax.gallery.model import TrainingSeries
 from topojax.layout.base import Layout
 from topojax.profiles import LayerProfile, naps
 
@@ -593,7 +594,9 @@ def write_animation(
     return path
 
 
-def training_series(maps: TrainingMaps, method: str, description: str = ""):
+def training_series(
+    maps: TrainingMaps, method: str, description: str = ""
+) -> TrainingSeries:
     """The gallery's `TrainingSeries` of a layer (epoch-slider page).
 
     Args:
@@ -602,8 +605,6 @@ def training_series(maps: TrainingMaps, method: str, description: str = ""):
             layer's ``LayerView.layouts``.
         description: text shown on the page.
     """
-    from topojax.gallery.model import TrainingSeries
-
     return TrainingSeries(
         labels=maps.labels,
         group_names=maps.group_names,

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from topojax.layout.base import rescale_unit
+from topojax.layout.pca import principal_axes
 
 DEFAULT_FRAMES = 100
 
@@ -115,6 +116,9 @@ def scan_with_frames(
         )
         frames.append(positions(carry)[None])
     return carry, jnp.concatenate(frames), outs
+
+
+pca_init = principal_axes
 
 
 def rescale_frames(frames: jax.Array | None, *, keep_aspect: bool = False):

@@ -7,7 +7,8 @@
    from the exact blocked k-nearest neighbours with ``k = min(n - 1,
    max_degree)``: the graph is the paper's threshold graph whenever no neuron
    has more than ``max_degree`` neighbours under ``t``; otherwise such a neuron
-   keeps its ``max_degree`` nearest ones (memory ``O(n * max_degree)``).
+   keeps its ``max_degree`` nearest ones (memory ``O(n * max_degree)``), and an
+   edge kept in only one of its two lists pulls only that end.
 3. Connected components are found on the host with
    `scipy.sparse.csgraph.connected_components` (a one-off graph-building step,
    not part of the compiled layout); each smaller component is joined to the

@@ -171,13 +171,48 @@ def attraction(coords: jax.Array, affinities: Affinities, *, scale: float) -> ja
     return jnp.sum(affinities.weights * jnp.log1p(d2 / scale**2))
 
 
+def _plane_sq_dist(rows: jax.Array, coords: jax.Array) -> jax.Array:
+    """``(b, n)`` squared distances from per-axis differences (no cancellation)."""
+    dx = rows[:, 0:1] - coords[None, :, 0]
+    dy = rows[:, 1:2] - coords[None, :, 1]
+    return dx * dx + dy * dy
+
+
+def _blocked_pair_sum(
+    coords: jax.Array, pair_fn: Callable[[jax.Array], jax.Array], block_size: int
+) -> jax.Array:
+    """``sum_{i, j} pair_fn(|y_i - y_j|^2)`` over all ordered pairs, self-pairs included.
+
+    One dense ``(n, n)`` pass when ``n <= block_size``; otherwise row blocks under
+    `jax.checkpoint`, so memory (also for the gradient) is ``O(block_size * n)``.
+    """
+    n = coords.shape[0]
+    if n <= block_size:
+        return jnp.sum(pair_fn(_plane_sq_dist(coords, coords)))
+    n_blocks = -(-n // block_size)
+    padded = jnp.pad(coords, ((0, n_blocks * block_size - n), (0, 0)))
+    valid = jnp.arange(n_blocks * block_size) < n
+
+    @jax.checkpoint
+    def one_block(args):
+        rows, row_valid = args
+        values = pair_fn(_plane_sq_dist(rows, coords))
+        return jnp.sum(jnp.where(row_valid[:, None], values, 0.0))
+
+    blocks = (
+        padded.reshape(n_blocks, block_size, 2),
+        valid.reshape(n_blocks, block_size),
+    )
+    return jnp.sum(jax.lax.map(one_block, blocks))
+
+
 def repulsion(coords: jax.Array, *, scale: float, block_size: int = 1024) -> jax.Array:
     """Exact normalised Student-t repulsion ``log Z``.
 
     ``Z = sum_{i != j} 1 / (1 + |y_i - y_j|^2 / s^2)``. Minimising ``log Z``
-    pushes all pairs apart, most strongly the close ones. Computed over row
-    blocks with rematerialisation, so memory is ``O(block_size * n)``, never
-    ``(n, n)`` for ``n > block_size``; compute is ``O(n^2)``.
+    pushes all pairs apart, most strongly the close ones. Dense for
+    ``n <= block_size``, else computed over row blocks with rematerialisation,
+    so memory is ``O(block_size * n)``, never ``(n, n)``; compute is ``O(n^2)``.
 
     Args:
         coords: ``(n, 2)`` positions, ``n >= 2``.
@@ -188,23 +223,9 @@ def repulsion(coords: jax.Array, *, scale: float, block_size: int = 1024) -> jax
         Scalar.
     """
     n = coords.shape[0]
-    block = min(block_size, n)
-    n_blocks = -(-n // block)
-    padded = jnp.pad(coords, ((0, n_blocks * block - n), (0, 0)))
-    valid = (jnp.arange(n_blocks * block) < n).astype(coords.dtype)
-
-    @jax.checkpoint
-    def one_block(args):
-        rows, mask = args
-        d2 = jnp.sum(rows**2, 1)[:, None] + jnp.sum(coords**2, 1)[None, :]
-        d2 = jnp.maximum(d2 - 2 * rows @ coords.T, 0.0)
-        return jnp.sum(mask[:, None] / (1.0 + d2 / scale**2))
-
-    sums = jax.lax.map(
-        one_block, (padded.reshape(n_blocks, block, 2), valid.reshape(n_blocks, block))
-    )
+    total = _blocked_pair_sum(coords, lambda d2: 1.0 / (1.0 + d2 / scale**2), block_size)
     # Remove the n self-pairs (kernel value 1 each).
-    return jnp.log(jnp.maximum(sums.sum() - n, 1e-30))
+    return jnp.log(jnp.maximum(total - n, 1e-30))
 
 
 def random_pairs(key: jax.Array, n: int, n_per_neuron: int) -> jax.Array:
@@ -254,7 +275,7 @@ def soft_core(coords: jax.Array, *, radius: float, block_size: int = 1024) -> ja
     ``C(y) = (1/n) sum_{i<j} (1 - |y_i - y_j|^2 / r^2)_+^2``: zero for pairs
     farther apart than ``r``, growing smoothly (``C^1``) as two neurons
     approach; at ``r ~ 0.25 / sqrt(n)`` it removes overlaps. Blocked like
-    `repulsion` (memory ``O(block_size * n)``).
+    `repulsion` (memory ``O(block_size * n)`` for ``n > block_size``).
 
     Args:
         coords: ``(n, 2)`` positions.
@@ -265,20 +286,11 @@ def soft_core(coords: jax.Array, *, radius: float, block_size: int = 1024) -> ja
         Scalar.
     """
     n = coords.shape[0]
-    block = min(block_size, n)
-    n_blocks = -(-n // block)
-    padded = jnp.pad(coords, ((0, n_blocks * block - n), (0, 0)))
-    ids = jnp.arange(n_blocks * block)
-
-    @jax.checkpoint
-    def one_block(args):
-        rows, row_ids = args
-        d2 = jnp.sum((rows[:, None, :] - coords[None, :, :]) ** 2, axis=-1)
-        keep = row_ids[:, None] < jnp.arange(n)[None, :]
-        return jnp.sum(jnp.where(keep, _core_penalty(d2, radius), 0.0))
-
-    sums = jax.lax.map(one_block, (padded.reshape(n_blocks, block, 2), ids.reshape(n_blocks, block)))
-    return sums.sum() / n
+    total = _blocked_pair_sum(
+        coords, functools.partial(_core_penalty, radius=radius), block_size
+    )
+    # Ordered pairs count each pair twice; the n self-pairs contribute 1 each.
+    return (total - n) / (2 * n)
 
 
 def soft_core_pairs(coords: jax.Array, pairs: jax.Array, *, radius: float) -> jax.Array:

@@ -42,7 +42,7 @@ from topojax.layout.base import (
 )
 
 # Above this many neurons the pairwise terms are sampled (see module docstring).
-EXACT_MAX = 1024
+EXACT_MAX = 512
 
 
 @functools.partial(
@@ -119,7 +119,9 @@ def layout_affinities(
         `objectives.Affinities` with ``n_neurons * k`` edges.
     """
     n = features.shape[0]
-    k = int(min(n - 1, max(1, math.ceil(3 * perplexity))))
+    # Like openTSNE: at most (n - 1) / 3, so that 3 * perplexity neighbours exist.
+    perplexity = max(1.0, min(perplexity, (n - 1) / 3))
+    k = int(min(n - 1, math.ceil(3 * perplexity)))
     if metric != "euclidean":
         # Dead neurons (zero rows) are at cosine distance 1 from everything; an
         # extra coordinate makes them identical to each other instead, so they
@@ -159,7 +161,7 @@ def optimize_coords(
     exact: bool = True,
     shape: objectives.Shape = "square",
     n_negatives: int = 16,
-    n_projections: int = 16,
+    n_projections: int = 4,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Minimise the composed objective from ``coords`` (the compiled core).
 

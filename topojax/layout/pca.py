@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
 from topojax.layout.base import Layout, check_features, make_layout, prepare
 
 
-@functools.partial(jax.jit, static_argnames=("metric",))
-def pca_coords(features: jax.Array, metric: str = "cosine") -> jax.Array:
+def principal_axes(features: jax.Array, metric: str) -> jax.Array:
     """Project prepared ``(n, d)`` features on their two leading principal axes.
 
-    The sign of each axis is fixed (largest-magnitude loading positive) so the
-    result is deterministic. Fewer than two informative axes give zeros there.
+    Uses `jnp.linalg.eigh` of the smaller of the ``(d, d)`` covariance and the
+    ``(n, n)`` Gram matrix (on CPU far faster than an SVD of the data). The sign of
+    each axis is fixed (largest-magnitude loading positive) so the result is
+    deterministic. Axes without variance give zeros.
+
+    Args:
+        features: ``(n, d)``.
+        metric: one of `base.METRICS` (cosine and correlation normalise rows).
 
     Returns:
         ``(n, 2)`` unscaled coordinates.
     """
     x, _ = prepare(features, metric)
     x = x - x.mean(axis=0, keepdims=True)
-    # SVD of the (d, d) covariance-sized problem is cheap for the usual d << n.
     if x.shape[1] < 2:
         x = jnp.pad(x, ((0, 0), (0, 2 - x.shape[1])))
-    _, _, vt = jnp.linalg.svd(x, full_matrices=False)
-    axes = vt[:2]
-    signs = jnp.sign(axes[jnp.arange(2), jnp.argmax(jnp.abs(axes), axis=1)])
-    axes = axes * jnp.where(signs == 0, 1.0, signs)[:, None]
-    return x @ axes.T
+    n, d = x.shape
+    if d <= n:
+        _, vectors = jnp.linalg.eigh(x.T @ x)
+        axes = vectors[:, ::-1][:, :2]
+    else:
+        values, vectors = jnp.linalg.eigh(x @ x.T)
+        values, vectors = values[::-1][:2], vectors[:, ::-1][:, :2]
+        axes = x.T @ vectors / jnp.sqrt(jnp.maximum(values, 1e-30))[None, :]
+    rows = jnp.argmax(jnp.abs(axes), axis=0)
+    signs = jnp.sign(axes[rows, jnp.arange(2)])
+    return x @ (axes * jnp.where(signs == 0, 1.0, signs)[None, :])
+
+
+pca_coords = jax.jit(principal_axes, static_argnames=("metric",))
 
 
 def pca_layout(features, *, key: jax.Array, metric: str = "cosine") -> Layout:

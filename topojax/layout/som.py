@@ -9,9 +9,12 @@ is then placed at its winning node; neurons that share a node are spread evenly
 on a circle of radius 0.2 cells around it, so none hides another.
 
 The training is the sequential (online) algorithm of MiniSom, one neuron per
-step inside a single `jax.lax.scan`, not a batched SOM: it reproduces the
-reference exactly up to the random stream, and a step costs
-``O(side^2 * n_features)``, so ``10 * n`` steps cost ``O(n^2 * n_features)``.
+step inside a single `jax.lax.scan`, not a batched SOM: given the same initial
+weights and visiting order it gives MiniSom's weights (to float32 rounding; see
+``tests/layout/test_som.py``). The update touches only the nodes within
+``6 * sigma`` cells of the winner, where the Gaussian is above ``exp(-18)``; the
+winner search still scans the whole grid, so a step costs
+``O(side^2 * n_features)`` and ``10 * n`` steps cost ``O(n^2 * n_features)``.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from topojax.layout._iterative import (
     check_positive,
     check_positive_int,
     frame_stride,
+    pca_init,
     rescale_frames,
     scan_with_frames,
     symmetric_edges,
@@ -51,7 +52,6 @@ from topojax.layout.base import (
     prepare,
     rescale_unit,
 )
-from topojax.layout.pca import pca_coords
 
 EXACT_MAX_NEURONS = 4096
 _TINY = 1e-12
@@ -249,7 +249,7 @@ def _tsne_core(
             _sparse_gradient, edges=edges, block_size=block_size
         )
 
-    start = init if has_init else pca_coords(features, metric)
+    start = init if has_init else pca_init(features, metric)
     start = start - start.mean(axis=0, keepdims=True)
     spread = jnp.std(start[:, 0])
     start = start / jnp.where(spread > _TINY, spread, 1.0) * 1e-4

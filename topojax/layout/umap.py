@@ -25,9 +25,10 @@ sequential ``move_other`` pulls twice, but the second pull sees the already
 shortened distance, and with simultaneous updates a single pull measured
 better (trustworthiness and kNN recall) than a doubled one.
 
-Initialisation: the two principal components (`pca.pca_coords`), not umap-learn's
-spectral embedding, scaled to ``[0, 10]^2`` with noise of 1e-4 as umap-learn
-does; ``init=`` coordinates are scaled the same way.
+Initialisation: the two principal components (`pca_init`, the projection of
+`pca.pca_coords`), not umap-learn's spectral embedding, scaled to ``[0, 10]^2``
+with noise of 1e-4 as umap-learn does; ``init=`` coordinates are scaled the
+same way.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from topojax.layout._iterative import (
     check_positive,
     check_positive_int,
     frame_stride,
+    pca_init,
     rescale_frames,
     scan_with_frames,
     symmetric_edges,
 )
 from topojax.layout.base import Layout, check_features, knn, rescale_unit
-from topojax.layout.pca import pca_coords
 
 # umap-learn's fitted curve for its defaults (spread=1, min_dist=0.1).
 _DEFAULT_AB = (1.576943460405378, 0.8950608781227859)
@@ -178,7 +179,7 @@ def _hashed_indices(seed: jax.Array, shape: tuple[int, ...], n: int) -> jax.Arra
 
 
 def _initial_coords(features, init, key, metric, has_init):
-    start = init if has_init else pca_coords(features, metric)
+    start = init if has_init else pca_init(features, metric)
     start = start / jnp.maximum(jnp.abs(start).max(), 1e-30)
     start = start + 1e-4 * jax.random.normal(key, start.shape)
     return 10.0 * rescale_unit(start)
