@@ -1,5 +1,7 @@
-"""Layout methods: each maps neuron features ``(n_neurons, n_features)`` to a
-`Layout` with ``coords`` ``(n_neurons, 2)`` in ``[0, 1]^2``.
+"""Layout methods: neuron features to 2-D positions.
+
+Each method maps neuron features ``(n_neurons, n_features)`` to a `Layout` with
+``coords`` ``(n_neurons, 2)`` in ``[0, 1]^2``.
 
 ``METHODS`` maps names to functions with the common contract
 ``fn(features, *, key, metric="cosine", **options) -> Layout``. Names joined with

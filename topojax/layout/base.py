@@ -1,5 +1,7 @@
-"""The layout contract shared by every method: the `Layout` pytree, input checks,
-distances, blocked k-nearest neighbours and rescaling to the unit square.
+"""The layout contract shared by every method.
+
+The `Layout` pytree, input checks, distances, blocked k-nearest neighbours and
+rescaling to the unit square.
 
 Every layout method has the signature::
 

@@ -1,5 +1,8 @@
-"""Quality metrics: of layouts (neighbourhoods kept, overlap) and of rendered maps
-(the paper's blur/resize errors, connected regions)."""
+"""Quality metrics of layouts and of rendered maps.
+
+Layouts: neighbourhoods kept, overlap. Maps: the paper's blur/resize errors and
+connected regions.
+"""
 
 # --- layout quality (topojax/metrics/layout_quality.py) ---
 from topojax.metrics.layout_quality import (
