@@ -68,6 +68,7 @@ def test_installed_wheel_finds_its_templates(tmp_path):
             "install",
             "--no-deps",
             "--no-index",
+            "--ignore-installed",  # a system-wide topojax must not satisfy it
             "--quiet",
             str(wheel),
         ],
