@@ -26,6 +26,8 @@ from topojax.layout.base import (
     rescale_unit,
 )
 from topojax.layout.graph import graph_layout
+from topojax.layout.grid import grid_layout, snap_to_grid
+from topojax.layout.optimize import optimize as optimize_layout
 from topojax.layout.pca import pca_layout
 from topojax.layout.random import random_layout
 from topojax.layout.som import som_layout
@@ -43,6 +45,8 @@ METHODS: dict[str, LayoutFn] = {
     "tsne": tsne_layout,
     "umap": umap_layout,
     "swarm": swarm_layout,
+    "optimize": optimize_layout,
+    "grid": grid_layout,
 }
 
 
@@ -106,13 +110,16 @@ __all__ = [
     "check_features",
     "get_method",
     "graph_layout",
+    "grid_layout",
     "knn",
     "layout",
     "make_layout",
+    "optimize_layout",
     "pairwise_distances",
     "pca_layout",
     "random_layout",
     "rescale_unit",
+    "snap_to_grid",
     "som_layout",
     "swarm_layout",
     "tsne_layout",

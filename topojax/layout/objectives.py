@@ -10,13 +10,14 @@ hidden layer while training a network.
 
 Terms (``y_i`` is the position of neuron ``i``, ``d_ij = |y_i - y_j|``):
 
-* `attraction`: ``sum_e w_e log(1 + d_{i_e j_e}^2 / s^2)`` over affinity edges,
-  the attractive part of the t-SNE Kullback-Leibler divergence with a
-  Student-t kernel of scale ``s``.
+* `attraction`: ``-sum_e w_e log k(d_{i_e j_e})`` over affinity edges, the
+  attractive part of the t-SNE Kullback-Leibler divergence with a Student-t
+  kernel ``k`` of scale ``s``.
 * `repulsion` / `sampled_repulsion`: ``log Z`` with
-  ``Z = sum_{i != j} 1 / (1 + d_ij^2 / s^2)``, the normaliser of the t-SNE
+  ``Z = sum_{i != j} k(d_ij)``, the normaliser of the t-SNE
   kernel; ``attraction + repulsion`` is ``KL(P || Q)`` up to a constant.
-  Exact (blocked, memory ``O(block * n)``) or estimated from random pairs.
+  Exact (blocked, memory ``O(block * n)``) or estimated from random pairs;
+  ``k(d) = (1 + d^2 / (a s^2))^(-a)`` with ``a`` degrees of freedom.
 * `soft_core` / `soft_core_pairs`: ``(1/n) sum_{i<j} (1 - d_ij^2 / r^2)_+^2``, a
   short-range repulsion that is zero beyond radius ``r`` and so targets the
   overlap of neurons directly without distorting larger distances.
@@ -25,9 +26,9 @@ Terms (``y_i`` is the position of neuron ``i``, ``d_ij = |y_i - y_j|``):
 * `uniformity`: the sliced Wasserstein-2 distance between the positions and the
   uniform distribution on the square (or disk), using the exact quantile
   function of the projected uniform distribution.
-* `map_smoothness`: ``sum_e w_e |z_i - z_j|^2`` for standardised activations
-  ``z`` of neurons that are neighbours on a fixed map; differentiable with
-  respect to the activations (a topographic regulariser).
+* `map_smoothness`: ``sum_e w_e mean_b (z_{b i} - z_{b j})^2`` for normalised
+  activations ``z`` of neurons that are neighbours on a fixed map;
+  differentiable with respect to the activations (a topographic regulariser).
 """
 
 from __future__ import annotations
@@ -48,26 +49,24 @@ _TINY = 1e-12
 
 @functools.partial(
     jax.tree_util.register_dataclass,
-    data_fields=["rows", "cols", "weights"],
+    data_fields=["indices", "weights"],
     meta_fields=[],
 )
 @dataclasses.dataclass(frozen=True)
 class Affinities:
-    """A sparse, directed affinity edge list ``(i_e, j_e, w_e)``.
+    """A sparse affinity edge list in fixed-degree form: edges ``(i, indices[i, m])``.
 
     The weights sum to 1. For a symmetric kernel ``f`` the directed list
     represents the symmetric joint matrix ``P_ij = (p_{j|i} + p_{i|j}) / (2n)``,
-    because ``sum_ij P_ij f_ij = sum_e w_e f_{i_e j_e}`` with
-    ``w_e = p_{j|i} / n``.
+    because ``sum_ij P_ij f_ij = sum_{i, m} w_im f(i, indices[i, m])`` with
+    ``w_im = p_{j|i} / n``. Never an ``(n, n)`` matrix.
 
     Attributes:
-        rows: ``(n_edges,)`` int32 source neuron of each edge.
-        cols: ``(n_edges,)`` int32 target neuron of each edge.
-        weights: ``(n_edges,)`` float32 non-negative weights, summing to 1.
+        indices: ``(n, k)`` int32 neighbour of each edge (row ``i`` is its source).
+        weights: ``(n, k)`` float32 non-negative weights, summing to 1.
     """
 
-    rows: jax.Array
-    cols: jax.Array
+    indices: jax.Array
     weights: jax.Array
 
 
@@ -109,8 +108,8 @@ def perplexity_affinities(
 
     ``p_{j|i} = exp(-beta_i d_ij^2) / sum_{l in kNN(i)} exp(-beta_i d_il^2)``
     with ``beta_i`` set by bisection so that the perplexity
-    ``exp(H(p_{.|i}))`` equals ``perplexity`` (clipped to the number of
-    neighbours ``k``), and ``w = p_{j|i} / n`` (see `Affinities`).
+    ``exp(H(p_{.|i}))`` equals ``perplexity`` (clipped to ``[1, k]``), and
+    ``w = p_{j|i} / n`` (see `Affinities`).
 
     Args:
         indices: ``(n, k)`` int neighbour indices (e.g. from `knn`).
@@ -123,11 +122,8 @@ def perplexity_affinities(
     n, k = indices.shape
     log_perplexity = jnp.log(jnp.clip(perplexity, 1.0, k))
     cond = jax.vmap(_calibrate_row, in_axes=(0, None))(sq_distances, log_perplexity)
-    rows = jnp.repeat(jnp.arange(n, dtype=jnp.int32), k)
     return Affinities(
-        rows=rows,
-        cols=indices.reshape(-1).astype(jnp.int32),
-        weights=(cond / n).reshape(-1).astype(jnp.float32),
+        indices=indices.astype(jnp.int32), weights=(cond / n).astype(jnp.float32)
     )
 
 
@@ -142,9 +138,8 @@ def knn_affinities(indices: jax.Array) -> Affinities:
     """
     n, k = indices.shape
     return Affinities(
-        rows=jnp.repeat(jnp.arange(n, dtype=jnp.int32), k),
-        cols=indices.reshape(-1).astype(jnp.int32),
-        weights=jnp.full((n * k,), 1.0 / (n * k), jnp.float32),
+        indices=indices.astype(jnp.int32),
+        weights=jnp.full((n, k), 1.0 / (n * k), jnp.float32),
     )
 
 
@@ -152,23 +147,40 @@ def _sq_dist(a: jax.Array, b: jax.Array) -> jax.Array:
     return jnp.sum((a - b) ** 2, axis=-1)
 
 
-def attraction(coords: jax.Array, affinities: Affinities, *, scale: float) -> jax.Array:
+def _neg_log_kernel(
+    d2: jax.Array, scale: float | jax.Array, dof: float | jax.Array
+) -> jax.Array:
+    """``-log k(d)`` of the Student-t kernel ``k = (1 + d^2 / (a s^2))^(-a)``."""
+    return dof * jnp.log1p(d2 / (dof * scale**2))
+
+
+def attraction(
+    coords: jax.Array,
+    affinities: Affinities,
+    *,
+    scale: float | jax.Array,
+    dof: float | jax.Array = 1.0,
+) -> jax.Array:
     """Affinity-weighted Student-t attraction.
 
-    ``A(y) = sum_e w_e log(1 + |y_{i_e} - y_{j_e}|^2 / s^2)``: grows with the map
-    distance of neurons with similar activity. Together with `repulsion` it is
-    the t-SNE objective ``KL(P || Q)`` (up to the constant ``sum P log P``).
+    ``A(y) = sum_e w_e a log(1 + |y_{i_e} - y_{j_e}|^2 / (a s^2))``, i.e.
+    ``-sum_e w_e log k(d_e)`` for the kernel ``k(d) = (1 + d^2 / (a s^2))^(-a)``
+    (``a = 1``: t-SNE's Cauchy kernel; larger ``a``: lighter tails, towards a
+    Gaussian; smaller: heavier tails). It grows with the map distance of
+    neurons with similar activity. Together with `repulsion` it is
+    ``KL(P || Q)`` with ``Q ∝ k`` (up to the constant ``sum P log P``).
 
     Args:
         coords: ``(n, 2)`` positions.
         affinities: `Affinities` edges ``(i, j, w)``.
         scale: kernel scale ``s`` in coordinate units.
+        dof: kernel degrees of freedom ``a > 0``.
 
     Returns:
         Scalar.
     """
-    d2 = _sq_dist(coords[affinities.rows], coords[affinities.cols])
-    return jnp.sum(affinities.weights * jnp.log1p(d2 / scale**2))
+    d2 = _sq_dist(coords[:, None, :], coords[affinities.indices])
+    return jnp.sum(affinities.weights * _neg_log_kernel(d2, scale, dof))
 
 
 def _plane_sq_dist(rows: jax.Array, coords: jax.Array) -> jax.Array:
@@ -181,7 +193,7 @@ def _plane_sq_dist(rows: jax.Array, coords: jax.Array) -> jax.Array:
 def _blocked_pair_sum(
     coords: jax.Array, pair_fn: Callable[[jax.Array], jax.Array], block_size: int
 ) -> jax.Array:
-    """``sum_{i, j} pair_fn(|y_i - y_j|^2)`` over all ordered pairs, self-pairs included.
+    """``sum_{i, j} pair_fn(|y_i - y_j|^2)`` over ordered pairs, self-pairs included.
 
     One dense ``(n, n)`` pass when ``n <= block_size``; otherwise row blocks under
     `jax.checkpoint`, so memory (also for the gradient) is ``O(block_size * n)``.
@@ -206,63 +218,84 @@ def _blocked_pair_sum(
     return jnp.sum(jax.lax.map(one_block, blocks))
 
 
-def repulsion(coords: jax.Array, *, scale: float, block_size: int = 1024) -> jax.Array:
+def repulsion(
+    coords: jax.Array,
+    *,
+    scale: float | jax.Array,
+    dof: float | jax.Array = 1.0,
+    block_size: int = 1024,
+) -> jax.Array:
     """Exact normalised Student-t repulsion ``log Z``.
 
-    ``Z = sum_{i != j} 1 / (1 + |y_i - y_j|^2 / s^2)``. Minimising ``log Z``
-    pushes all pairs apart, most strongly the close ones. Dense for
-    ``n <= block_size``, else computed over row blocks with rematerialisation,
-    so memory is ``O(block_size * n)``, never ``(n, n)``; compute is ``O(n^2)``.
+    ``Z = sum_{i != j} k(|y_i - y_j|)`` with ``k(d) = (1 + d^2 / (a s^2))^(-a)``
+    (see `attraction`). Minimising ``log Z`` pushes all pairs apart, most
+    strongly the close ones. Dense for ``n <= block_size``, else computed over
+    row blocks with rematerialisation, so memory is ``O(block_size * n)``, never
+    ``(n, n)``; compute is ``O(n^2)``.
 
     Args:
         coords: ``(n, 2)`` positions, ``n >= 2``.
         scale: kernel scale ``s``.
+        dof: kernel degrees of freedom ``a > 0``.
         block_size: rows per block.
 
     Returns:
         Scalar.
     """
     n = coords.shape[0]
-    total = _blocked_pair_sum(coords, lambda d2: 1.0 / (1.0 + d2 / scale**2), block_size)
+    total = _blocked_pair_sum(
+        coords, lambda d2: jnp.exp(-_neg_log_kernel(d2, scale, dof)), block_size
+    )
     # Remove the n self-pairs (kernel value 1 each).
     return jnp.log(jnp.maximum(total - n, 1e-30))
 
 
-def random_pairs(key: jax.Array, n: int, n_per_neuron: int) -> jax.Array:
-    """Random pairs ``(i, j)``, ``j != i``, ``n_per_neuron`` for every ``i``.
+def random_offsets(key: jax.Array, n: int, shape: int | tuple[int, ...]) -> jax.Array:
+    """Random index offsets in ``[1, n - 1]`` for `sampled_repulsion`.
 
     Args:
         key: PRNG key.
         n: number of neurons, ``>= 2``.
-        n_per_neuron: pairs drawn per neuron.
+        shape: number (or array shape) of offsets drawn.
 
     Returns:
-        ``(n * n_per_neuron, 2)`` int32.
+        int32 array of that shape.
     """
-    offsets = jax.random.randint(key, (n, n_per_neuron), 1, max(n, 2))
-    rows = jnp.broadcast_to(jnp.arange(n)[:, None], (n, n_per_neuron))
-    cols = (rows + offsets) % n
-    return jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=1).astype(jnp.int32)
+    return jax.random.randint(key, shape, 1, max(n, 2), dtype=jnp.int32)
 
 
-def sampled_repulsion(coords: jax.Array, pairs: jax.Array, *, scale: float) -> jax.Array:
+def sampled_repulsion(
+    coords: jax.Array,
+    offsets: jax.Array,
+    *,
+    scale: float | jax.Array,
+    dof: float | jax.Array = 1.0,
+) -> jax.Array:
     """Estimate of `repulsion` from random pairs (negative sampling).
 
-    ``log( n (n - 1) mean_{(i, j) in pairs} 1 / (1 + |y_i - y_j|^2 / s^2) )``,
-    with ``pairs`` from `random_pairs`. Memory and compute ``O(len(pairs))``.
+    ``log( n (n - 1) mean_{i, m} k(|y_i - y_{(i + o_m) mod n}|) )`` for random
+    offsets ``o_m`` from `random_offsets`: every neuron meets ``len(offsets)``
+    partners, each pair uniformly distributed over the distinct pairs, so the
+    mean is an unbiased estimate of ``Z / (n (n - 1))``. Shifting by an offset
+    is a roll of the rows, so no gather or scatter is needed. Memory and
+    compute ``O(n * len(offsets))``.
 
     Args:
         coords: ``(n, 2)`` positions.
-        pairs: ``(m, 2)`` int pairs with ``i != j``.
+        offsets: ``(m,)`` int offsets in ``[1, n - 1]``.
         scale: kernel scale ``s``.
+        dof: kernel degrees of freedom ``a > 0``.
 
     Returns:
         Scalar.
     """
     n = coords.shape[0]
-    d2 = _sq_dist(coords[pairs[:, 0]], coords[pairs[:, 1]])
-    mean_kernel = jnp.mean(1.0 / (1.0 + d2 / scale**2))
-    return jnp.log(n * (n - 1) * mean_kernel)
+
+    def mean_kernel(offset):
+        d2 = _sq_dist(coords, jnp.roll(coords, -offset, axis=0))
+        return jnp.mean(jnp.exp(-_neg_log_kernel(d2, scale, dof)))
+
+    return jnp.log(n * (n - 1) * jnp.mean(jax.vmap(mean_kernel)(offsets)))
 
 
 def _core_penalty(d2: jax.Array, radius: float | jax.Array) -> jax.Array:
@@ -312,45 +345,46 @@ def soft_core_pairs(coords: jax.Array, pairs: jax.Array, *, radius: float) -> ja
     return jnp.sum(_core_penalty(d2, radius)) / coords.shape[0]
 
 
-def grid_candidate_pairs(coords: jax.Array, *, radius: float, window: int = 3) -> jax.Array:
+def grid_candidate_pairs(
+    coords: jax.Array, *, radius: float | jax.Array, window: int = 3
+) -> jax.Array:
     """Pairs of neurons that may be closer than ``radius``, in ``O(n log n)``.
 
-    The plane is cut into cells of side ``radius``; neurons are sorted by cell
-    in row-major order, in column-major order and in row-major order on a grid
-    shifted by half a cell, and each neuron is paired with the next ``window``
-    neurons of each order. Pairs in the same or an adjacent cell (all pairs
-    closer than ``radius``) are found unless more than ``window`` neurons sit
-    between them in every order, which needs a crowd of neurons. Not
-    differentiable (indices only).
+    The plane is cut into square cells of side ``sqrt(2) radius``, once as is
+    and once shifted by half a cell; the neurons are sorted by cell in
+    row-major and in column-major order on both grids, and each neuron is
+    paired with the next ``window`` neurons of each of the four orders. Two
+    neurons closer than ``radius`` lie in the same or in horizontally or
+    vertically adjacent cells of at least one grid (being diagonal in both
+    would need both coordinate gaps above half a cell, i.e. a distance above
+    ``radius``), so they are found unless more than ``window`` neurons sit
+    between them in that order, which needs a crowd. Not differentiable
+    (indices only).
 
     Args:
         coords: ``(n, 2)`` positions.
-        radius: cell side.
+        radius: interaction radius.
         window: neighbours in sort order paired with each neuron.
 
     Returns:
-        ``(3 * n * window, 2)`` int32 pairs (some may repeat; pairs that wrap
-        around the end of an order pair a neuron with itself and contribute a
-        constant, no gradient).
+        ``(4 * n * window, 2)`` int32 pairs (some may repeat; pairs past the end
+        of an order pair a neuron with itself, which contributes a constant and
+        no gradient).
     """
     coords = jax.lax.stop_gradient(coords)
     n = coords.shape[0]
-    cells = jnp.floor(coords / radius).astype(jnp.int32)
-    shifted = jnp.floor(coords / radius + 0.5).astype(jnp.int32)
+    scaled = coords / (jnp.sqrt(2.0) * radius)
     span = 1 << 15
-    keys = [
-        cells[:, 1] * span + cells[:, 0],
-        cells[:, 0] * span + cells[:, 1],
-        shifted[:, 1] * span + shifted[:, 0],
-    ]
     all_pairs = []
-    for sort_key in keys:
-        order = jnp.argsort(sort_key)
-        for offset in range(1, window + 1):
-            partner = jnp.where(
-                jnp.arange(n) + offset < n, jnp.roll(order, -offset), order
-            )
-            all_pairs.append(jnp.stack([order, partner], axis=1))
+    for shift in (0.0, 0.5):
+        cells = jnp.floor(scaled + shift).astype(jnp.int32)
+        for major, minor in ((1, 0), (0, 1)):
+            order = jnp.argsort(cells[:, major] * span + cells[:, minor])
+            for offset in range(1, window + 1):
+                partner = jnp.where(
+                    jnp.arange(n) + offset < n, jnp.roll(order, -offset), order
+                )
+                all_pairs.append(jnp.stack([order, partner], axis=1))
     return jnp.concatenate(all_pairs, axis=0).astype(jnp.int32)
 
 
@@ -376,7 +410,7 @@ def _boundary_square(coords: jax.Array) -> jax.Array:
 
 
 def _boundary_disk(coords: jax.Array) -> jax.Array:
-    radius = jnp.sqrt(_sq_dist(coords, jnp.full((2,), 0.5)) + _TINY)
+    radius = jnp.sqrt(jnp.sum((coords - 0.5) ** 2, axis=1) + _TINY)
     return jnp.mean(jnp.maximum(radius - 0.5, 0.0) ** 2)
 
 
@@ -462,9 +496,33 @@ def uniformity(
     Returns:
         Scalar.
     """
+    rotation = jax.random.uniform(key, (), dtype=coords.dtype)
+    return rotated_uniformity(
+        coords, rotation, n_projections=n_projections, shape=shape
+    )
+
+
+def rotated_uniformity(
+    coords: jax.Array,
+    rotation: float | jax.Array,
+    *,
+    n_projections: int = 16,
+    shape: Shape = "square",
+) -> jax.Array:
+    """`uniformity` with the directions rotated by ``rotation * pi`` (no key).
+
+    Args:
+        coords: ``(n, 2)`` positions.
+        rotation: rotation of the first direction, in half turns.
+        n_projections: number of directions.
+        shape: ``"square"`` or ``"disk"``.
+
+    Returns:
+        Scalar.
+    """
     n = coords.shape[0]
     angles = (
-        jnp.arange(n_projections) / n_projections + jax.random.uniform(key, ())
+        jnp.arange(n_projections, dtype=coords.dtype) / n_projections + rotation
     ) * jnp.pi
     directions = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)
     levels = (jnp.arange(n, dtype=coords.dtype) + 0.5) / n
@@ -475,27 +533,38 @@ def uniformity(
 
 
 def map_smoothness(
-    activations: jax.Array, edges: jax.Array, weights: jax.Array | None = None
+    activations: jax.Array,
+    edges: jax.Array,
+    weights: jax.Array | None = None,
+    *,
+    per_neuron: bool = False,
 ) -> jax.Array:
     """Topographic smoothness of activations on a fixed map (a regulariser).
 
-    ``S(x) = sum_e w_e (1/B) |z_{i_e} - z_{j_e}|^2 = sum_e w_e 2 (1 - corr_e)``
-    where ``z`` are the activations standardised per neuron over the batch and
-    the edges join neurons that are neighbours on the map (e.g.
-    `grid_edges`). Differentiable with respect to the activations; minimising
-    it makes neighbouring neurons co-activate, so the layer's maps are smooth.
+    ``S(x) = sum_e w_e mean_b (z_{b, i_e} - z_{b, j_e})^2`` for activations
+    centred per neuron over the batch and divided by one common scale, the
+    root mean variance of all neurons (``per_neuron``: each neuron by its own
+    standard deviation, so that ``S = sum_e w_e 2 (1 - corr_e)``). The edges
+    join neurons that are neighbours on the map (e.g.
+    `topojax.layout.grid.grid_edges`). Differentiable with respect to the
+    activations; minimising it makes neighbouring neurons respond alike, so the
+    layer's maps are smooth. The common scale keeps the relative strength of
+    neurons, which is what a rendered map shows.
 
     Args:
         activations: ``(batch, n_neurons)``.
         edges: ``(n_edges, 2)`` int pairs of map neighbours.
         weights: optional ``(n_edges,)`` weights; default ``1 / n_edges``.
+        per_neuron: standardise each neuron separately.
 
     Returns:
-        Scalar in ``[0, 4]`` for normalised weights.
+        Scalar, scale-invariant in the activations.
     """
-    centred = activations - activations.mean(axis=0)
-    std = jnp.sqrt(jnp.mean(centred**2, axis=0) + 1e-6)
-    z = centred / std
+    centred = activations - activations.mean(axis=0, keepdims=True)
+    variance = jnp.mean(centred**2, axis=0, keepdims=True)
+    if not per_neuron:
+        variance = jnp.mean(variance)
+    z = centred / jnp.sqrt(variance + 1e-6)
     per_edge = jnp.mean((z[:, edges[:, 0]] - z[:, edges[:, 1]]) ** 2, axis=0)
     if weights is None:
         return jnp.mean(per_edge)

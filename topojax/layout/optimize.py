@@ -10,14 +10,18 @@ normalised `repulsion` (together the t-SNE divergence ``KL(P || Q)``), ``C``
 the short-range `soft_core` repulsion at the overlap scale, ``B`` the
 `boundary` term of the unit square (or disk) and ``U`` the sliced-Wasserstein
 `uniformity` term (see `topojax.layout.objectives`). ``e(t)`` is an early
-exaggeration of the attraction (clusters form first) and ``c(t)`` ramps the
-soft core in over the second half (overlaps are removed last). Positions live
-in map units, so the kernel scale and the soft-core radius are multiples of
-the typical spacing ``1 / sqrt(n)`` of ``n`` evenly spread neurons.
+exaggeration of the attraction during the first quarter (clusters form
+first) and ``c(t)`` ramps the soft core in over the second half (overlaps are
+removed last). After the exaggeration the Student-t kernel's degrees of
+freedom and scale are fitted by the same objective, as in parametric t-SNE:
+clustered profiles get heavy tails, continuous sheets light ones. Positions
+live in map units, so the kernel scale and the soft-core radius are multiples
+of the typical spacing ``1 / sqrt(n)`` of ``n`` evenly spread neurons.
 
-For ``n <= exact_max`` every pair enters exactly (blocked, memory
-``O(1024 n)``); above it the repulsion is estimated from random pairs and the
-soft core uses sort-based candidate pairs, so memory stays ``O(n k)``.
+For ``n <= EXACT_MAX`` every pair enters exactly; above it the repulsion is
+estimated from 64 random partners per neuron and per step, and the soft core
+uses sort-based candidate pairs refreshed every few steps, so time per step is
+``O(n (k + 64))`` and memory ``O(n k)``: never an ``(n, n)`` matrix.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from topojax.layout.base import (
 
 # Above this many neurons the pairwise terms are sampled (see module docstring).
 EXACT_MAX = 512
+# Steps between refreshes of the soft-core candidate pairs (sampled mode).
+_CANDIDATE_REFRESH = 10
 
 
 @functools.partial(
@@ -95,20 +101,13 @@ def default_optimizer(
     return optax.adam(schedule)
 
 
-_SQUARED_DISTANCE = {
-    "cosine": lambda d: 2.0 * d,
-    "correlation": lambda d: 2.0 * d,
-    "euclidean": jnp.square,
-}
-
-
 def layout_affinities(
-    features: jax.Array, *, perplexity: float = 30.0, metric: str = "cosine"
+    features: jax.Array, *, perplexity: float = 15.0, metric: str = "cosine"
 ) -> objectives.Affinities:
-    """Perplexity affinities on the exact k-NN graph, ``k = min(n - 1, 3 perplexity)``.
+    """Perplexity affinities on the exact k-NN graph, ``k = min(n - 1, 2 perplexity)``.
 
-    Cosine and correlation distances ``1 - sim`` become the squared chord
-    distance ``2 (1 - sim)`` of unit rows; Euclidean distances are squared.
+    The Gaussian of the conditional affinities acts on squared metric distances
+    (``(1 - cos)^2`` for cosine), as in openTSNE and scikit-learn.
 
     Args:
         features: ``(n_neurons, n_features)`` float32, ``n_neurons >= 2``.
@@ -119,9 +118,10 @@ def layout_affinities(
         `objectives.Affinities` with ``n_neurons * k`` edges.
     """
     n = features.shape[0]
-    # Like openTSNE: at most (n - 1) / 3, so that 3 * perplexity neighbours exist.
+    # Like openTSNE, at most (n - 1) / 3. Two perplexities of neighbours hold
+    # nearly all of the affinity mass (three, as in t-SNE, gave the same maps).
     perplexity = max(1.0, min(perplexity, (n - 1) / 3))
-    k = int(min(n - 1, math.ceil(3 * perplexity)))
+    k = int(min(n - 1, math.ceil(2 * perplexity)))
     if metric != "euclidean":
         # Dead neurons (zero rows) are at cosine distance 1 from everything; an
         # extra coordinate makes them identical to each other instead, so they
@@ -130,9 +130,31 @@ def layout_affinities(
         dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
         features, metric = jnp.concatenate([unit, dead.astype(unit.dtype)], 1), "cosine"
     indices, distances = knn(features, k, metric)
-    return objectives.perplexity_affinities(
-        indices, _SQUARED_DISTANCE[metric](distances), perplexity
-    )
+    return objectives.perplexity_affinities(indices, distances**2, perplexity)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["coords", "trajectory", "losses", "dof", "kernel_scale"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True)
+class OptimizeResult:
+    """What `optimize_coords` returns: the positions and diagnostics.
+
+    Attributes:
+        coords: ``(n, 2)`` final positions in map units (about ``[0, 1]^2``).
+        trajectory: ``(n_frames, n, 2)`` positions after each frame of steps.
+        losses: ``(n_steps,)`` objective value at every step.
+        dof: fitted (or fixed) kernel degrees of freedom ``a``.
+        kernel_scale: fitted (or fixed) kernel scale, in units of ``1 / sqrt(n)``.
+    """
+
+    coords: jax.Array
+    trajectory: jax.Array
+    losses: jax.Array
+    dof: jax.Array
+    kernel_scale: jax.Array
 
 
 @functools.partial(
@@ -141,6 +163,7 @@ def layout_affinities(
         "optimizer",
         "n_steps",
         "n_frames",
+        "learn_kernel",
         "exact",
         "shape",
         "n_negatives",
@@ -156,51 +179,64 @@ def optimize_coords(
     optimizer: optax.GradientTransformation,
     n_steps: int,
     kernel_scale: float | jax.Array = 1.0,
+    dof: float | jax.Array = 1.0,
+    learn_kernel: bool = True,
     core_radius: float | jax.Array = 0.5,
     n_frames: int = 1,
     exact: bool = True,
     shape: objectives.Shape = "square",
-    n_negatives: int = 16,
-    n_projections: int = 4,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+    n_negatives: int = 64,
+    n_projections: int = 2,
+) -> OptimizeResult:
     """Minimise the composed objective from ``coords`` (the compiled core).
+
+    The optimiser updates the pytree ``{"coords", "log_dof", "log_scale"}``:
+    with ``learn_kernel`` the kernel's degrees of freedom and scale are fitted
+    by the same objective after the exaggeration phase (as in parametric
+    t-SNE), so clustered data get heavier tails and continuous sheets lighter
+    ones; otherwise their gradients are zero.
 
     Args:
         coords: ``(n, 2)`` initial positions in map units, ``n >= 2``.
         affinities: `objectives.Affinities` of the neurons.
         key: PRNG key (random pairs, projection directions).
         weights: `Weights`.
-        optimizer: optax transformation (static: reuse the same object).
+        optimizer: optax transformation of the parameter pytree (static: reuse
+            the same object to avoid recompiling).
         n_steps: number of steps; a multiple of ``n_frames``.
-        kernel_scale: Student-t scale in units of ``1 / sqrt(n)``.
+        kernel_scale: initial Student-t scale in units of ``1 / sqrt(n)``.
+        dof: initial kernel degrees of freedom.
+        learn_kernel: fit ``dof`` and ``kernel_scale`` too.
         core_radius: soft-core radius in units of ``1 / sqrt(n)``.
         n_frames: number of saved positions (the last is the result).
         exact: all pairs (True) or sampled pairs (False).
         shape: ``"square"`` or ``"disk"``.
         n_negatives: random pairs per neuron for the sampled repulsion.
-        n_projections: directions of the uniformity term.
+        n_projections: directions of the uniformity term per step.
 
     Returns:
-        ``(coords (n, 2), trajectory (n_frames, n, 2), losses (n_steps,))``.
+        `OptimizeResult`.
     """
     n = coords.shape[0]
     spacing = 1.0 / jnp.sqrt(jnp.float32(n))
-    scale = kernel_scale * spacing
     radius = core_radius * spacing
 
-    def objective(y, step_key, progress):
+    def objective(params, candidates, rotation, offsets, progress):
+        y = params["coords"]
+        scale = kernel_scale * spacing * jnp.exp(params["log_scale"])
+        kernel_dof = jnp.exp(params["log_dof"])
         exaggeration = jnp.where(progress < 0.25, weights.exaggeration, 1.0)
         core_weight = weights.soft_core * jnp.clip(2.0 * progress - 1.0, 0.0, 1.0)
-        pair_key, projection_key = jax.random.split(step_key)
         if exact:
-            repel = functools.partial(objectives.repulsion, scale=scale)
+            repel = functools.partial(objectives.repulsion, scale=scale, dof=kernel_dof)
             core = functools.partial(objectives.soft_core, radius=radius)
         else:
-            pairs = objectives.random_pairs(pair_key, n, n_negatives)
             repel = functools.partial(
-                objectives.sampled_repulsion, pairs=pairs, scale=scale
+                objectives.sampled_repulsion,
+                offsets=offsets,
+                scale=scale,
+                dof=kernel_dof,
             )
-            candidates = objectives.grid_candidate_pairs(y, radius=radius)
             core = functools.partial(
                 objectives.soft_core_pairs, pairs=candidates, radius=radius
             )
@@ -209,7 +245,10 @@ def optimize_coords(
                 (
                     exaggeration * weights.attraction,
                     functools.partial(
-                        objectives.attraction, affinities=affinities, scale=scale
+                        objectives.attraction,
+                        affinities=affinities,
+                        scale=scale,
+                        dof=kernel_dof,
                     ),
                 ),
                 (weights.repulsion, repel),
@@ -218,8 +257,8 @@ def optimize_coords(
                 (
                     weights.uniformity,
                     functools.partial(
-                        objectives.uniformity,
-                        key=projection_key,
+                        objectives.rotated_uniformity,
+                        rotation=rotation,
                         n_projections=n_projections,
                         shape=shape,
                     ),
@@ -230,22 +269,74 @@ def optimize_coords(
 
     value_and_grad = jax.value_and_grad(objective)
 
-    def step(carry, step_index):
-        y, opt_state = carry
+    def find_candidates(y):
+        if exact:
+            return jnp.zeros((0, 2), jnp.int32)
+        return objectives.grid_candidate_pairs(y, radius=radius)
+
+    def step(carry, inputs):
+        step_index, rotation, offsets = inputs
+        params, opt_state, candidates = carry
         progress = step_index / n_steps
-        loss, grad = value_and_grad(y, jax.random.fold_in(key, step_index), progress)
-        updates, opt_state = optimizer.update(grad, opt_state, y)
-        return (optax.apply_updates(y, updates), opt_state), loss
+        # Close pairs change slowly; refreshing them every few steps is enough.
+        candidates = jax.lax.cond(
+            step_index % _CANDIDATE_REFRESH == 0,
+            find_candidates,
+            lambda _: candidates,
+            params["coords"],
+        )
+        loss, grad = value_and_grad(params, candidates, rotation, offsets, progress)
+        # The kernel shape is fitted only once the exaggeration phase is over.
+        fit_kernel = jnp.float32(learn_kernel) * (progress >= 0.25)
+        grad = {
+            "coords": grad["coords"],
+            "log_dof": grad["log_dof"] * fit_kernel,
+            "log_scale": grad["log_scale"] * fit_kernel,
+        }
+        updates, opt_state = optimizer.update(grad, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, candidates), loss
 
-    def frame(carry, frame_steps):
-        carry, losses = jax.lax.scan(step, carry, frame_steps)
-        return carry, (carry[0], losses)
+    def frame(carry, frame_inputs):
+        carry, losses = jax.lax.scan(step, carry, frame_inputs)
+        return carry, (carry[0]["coords"], losses)
 
-    steps = jnp.arange(n_steps).reshape(n_frames, n_steps // n_frames)
-    (final, _), (trajectory, losses) = jax.lax.scan(
-        frame, (coords, optimizer.init(coords)), steps
+    params = {
+        "coords": coords,
+        "log_dof": jnp.log(jnp.asarray(dof, jnp.float32)),
+        "log_scale": jnp.zeros((), jnp.float32),
+    }
+    # All random numbers are drawn up front: one rotation of the projections
+    # and one set of negative-sample offsets per step.
+    rotation_key, offset_key = jax.random.split(key)
+    per_frame = (n_frames, n_steps // n_frames)
+    inputs = (
+        jnp.arange(n_steps).reshape(per_frame),
+        jax.random.uniform(rotation_key, per_frame),
+        objectives.random_offsets(
+            offset_key, n, (*per_frame, 0 if exact else n_negatives)
+        ),
     )
-    return final, trajectory, losses.reshape(-1)
+    (final, _, _), (trajectory, losses) = jax.lax.scan(
+        frame, (params, optimizer.init(params), find_candidates(coords)), inputs
+    )
+    return OptimizeResult(
+        coords=final["coords"],
+        trajectory=trajectory,
+        losses=losses.reshape(-1),
+        dof=jnp.exp(final["log_dof"]),
+        kernel_scale=kernel_scale * jnp.exp(final["log_scale"]),
+    )
+
+
+def _rescale_disk(coords: jax.Array) -> jax.Array:
+    """Centre on the centroid and scale the farthest neuron to radius 1/2."""
+    centred = coords - coords.mean(axis=0, keepdims=True)
+    radius = jnp.sqrt(jnp.max(jnp.sum(centred**2, axis=1)))
+    return (0.5 + 0.5 * centred / jnp.maximum(radius, 1e-12)).astype(jnp.float32)
+
+
+# Back to [0, 1]^2 per axis like every layout; a disk stays a centred disk.
+_RESCALE = {"square": rescale_unit, "disk": _rescale_disk}
 
 
 def _initial_coords(features, init, key, metric: str) -> jax.Array:
@@ -274,8 +365,10 @@ def optimize(
     optimizer: optax.GradientTransformation | None = None,
     n_steps: int = 500,
     weights: Weights | None = None,
-    perplexity: float = 30.0,
+    perplexity: float = 15.0,
     kernel_scale: float = 1.0,
+    dof: float = 1.0,
+    learn_kernel: bool = True,
     core_radius: float = 0.5,
     shape: objectives.Shape = "square",
     exact: bool | None = None,
@@ -296,7 +389,9 @@ def optimize(
         n_steps: optimisation steps.
         weights: `Weights` of the objective terms; default ``Weights()``.
         perplexity: effective number of neighbours of the affinities.
-        kernel_scale: Student-t scale in units of ``1 / sqrt(n_neurons)``.
+        kernel_scale: initial Student-t scale in units of ``1 / sqrt(n_neurons)``.
+        dof: initial degrees of freedom of the Student-t kernel.
+        learn_kernel: fit ``dof`` and ``kernel_scale`` with the coordinates.
         core_radius: soft-core radius in units of ``1 / sqrt(n_neurons)``.
         shape: map domain, ``"square"`` or ``"disk"``.
         exact: all pairs (True) or sampled pairs (False); default
@@ -320,6 +415,11 @@ def optimize(
         raise ValueError(f"n_steps must be >= 1; got {n_steps}")
     if perplexity <= 0:
         raise ValueError(f"perplexity must be > 0; got {perplexity}")
+    if dof <= 0 or kernel_scale <= 0 or core_radius < 0:
+        raise ValueError(
+            "dof and kernel_scale must be > 0 and core_radius >= 0; got "
+            f"dof={dof}, kernel_scale={kernel_scale}, core_radius={core_radius}"
+        )
     n_frames = n_frames if return_trajectory else 1
     if n_frames < 1 or n_steps % n_frames:
         raise ValueError(
@@ -333,7 +433,7 @@ def optimize(
     # Coincident starting points (e.g. dead neurons) would feel identical forces.
     coords = coords + 1e-3 * jax.random.normal(init_key, coords.shape) / math.sqrt(n)
     affinities = layout_affinities(features, perplexity=perplexity, metric=metric)
-    final, trajectory, losses = optimize_coords(
+    result = optimize_coords(
         coords,
         affinities,
         run_key,
@@ -341,14 +441,16 @@ def optimize(
         optimizer=default_optimizer(n_steps) if optimizer is None else optimizer,
         n_steps=n_steps,
         kernel_scale=kernel_scale,
+        dof=dof,
+        learn_kernel=learn_kernel,
         core_radius=core_radius,
         n_frames=n_frames,
         exact=n <= EXACT_MAX if exact is None else exact,
         shape=shape,
     )
-    return make_layout(
-        final,
-        "optimize",
-        trajectory=trajectory if return_trajectory else None,
-        losses=losses,
+    return Layout(
+        coords=_RESCALE[shape](result.coords),
+        method="optimize",
+        trajectory=result.trajectory if return_trajectory else None,
+        losses=result.losses,
     )
