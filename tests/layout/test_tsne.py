@@ -2,6 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
+# One option set for most tests, so they share one compilation.
+from cluster_data import clusters, neighbour_purity
 from sklearn.manifold import TSNE, trustworthiness
 from sklearn.manifold._t_sne import _joint_probabilities
 from sklearn.manifold._utils import _binary_search_perplexity
@@ -17,25 +20,7 @@ from topojax.layout.tsne import (
     tsne_layout,
 )
 
-# One option set for most tests, so they share one compilation.
 OPTIONS = dict(perplexity=10.0, trajectory_every=250)
-N_PER_CLUSTER, N_FEATURES = 15, 5
-
-
-def clusters(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Three well-separated Gaussian clusters, (45, 5), and their labels."""
-    rng = np.random.default_rng(seed)
-    centres = 10.0 * np.eye(3, N_FEATURES)
-    labels = np.repeat(np.arange(3), N_PER_CLUSTER)
-    x = centres[labels] + rng.normal(size=(labels.size, N_FEATURES))
-    return x.astype(np.float32), labels
-
-
-def neighbour_purity(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    neighbours = np.argsort(d, axis=1)[:, :k]
-    return float((labels[neighbours] == labels[:, None]).mean())
 
 
 def run(x, key, **options):

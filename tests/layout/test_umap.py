@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cluster_data import clusters, neighbour_purity
 from sklearn.manifold import trustworthiness
 
 from topojax.layout import METHODS
@@ -15,23 +16,6 @@ from topojax.layout.umap import (
 )
 
 OPTIONS = dict(trajectory_every=100)  # default 500 epochs for small inputs
-N_PER_CLUSTER, N_FEATURES = 15, 5
-
-
-def clusters(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Three well-separated Gaussian clusters, (45, 5), and their labels."""
-    rng = np.random.default_rng(seed)
-    centres = 10.0 * np.eye(3, N_FEATURES)
-    labels = np.repeat(np.arange(3), N_PER_CLUSTER)
-    x = centres[labels] + rng.normal(size=(labels.size, N_FEATURES))
-    return x.astype(np.float32), labels
-
-
-def neighbour_purity(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
-    d = ((coords[:, None] - coords[None]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    neighbours = np.argsort(d, axis=1)[:, :k]
-    return float((labels[neighbours] == labels[:, None]).mean())
 
 
 def run(x, key, **options):
