@@ -275,6 +275,7 @@ def worker(input_path: Path, method: str) -> dict:
         if name != "k"
     }
     quality["trust_sd"] = statistics.pstdev(r["trustworthiness"] for r in reports)
+    quality["blur_auc"] = statistics.mean(blur_auc(features, c) for c in coords)
     return {
         "method": method,
         "input": str(data["name"]),
@@ -284,6 +285,20 @@ def worker(input_path: Path, method: str) -> dict:
         "peak_mb": peak,
         **quality,
     }
+
+
+def blur_auc(features: np.ndarray, coords: np.ndarray) -> float:
+    """The paper's blur AUC of the maps drawn from ``features`` at ``coords``.
+
+    Each feature column (a group's NAP; at most the first 10) is one map,
+    rendered with linear interpolation at 128 px; lower is smoother.
+    """
+    from topojax.metrics.map_quality import evaluate_maps
+    from topojax.render import render
+
+    values = np.asarray(features[:, :10], dtype=np.float32).T
+    images = np.asarray(render(coords, values, resolution=128))
+    return float(evaluate_maps(images)["blur_auc"])
 
 
 def run_worker(input_path: Path, method: str, timeout: float) -> dict:
@@ -321,20 +336,21 @@ def _fmt(value, digits=3):
 def markdown(rows: list[dict]) -> str:
     header = (
         "| method | input | N | trust@10 | kNN recall@10 | GT recall@10 | overlap "
-        "| first call (s) | warm (s) | peak RSS (MB) |"
+        "| blur AUC | first call (s) | warm (s) | peak RSS (MB) |"
     )
-    lines = [header, "|" + "---|" * 10]
+    lines = [header, "|" + "---|" * 11]
     for r in rows:
         if "error" in r:
             lines.append(
-                f"| {r['method']} | {r['input']} | {r['n']} | {r['error']} |||||||"
+                f"| {r['method']} | {r['input']} | {r['n']} | {r['error']} ||||||||"
             )
             continue
         lines.append(
             f"| {r['method']} | {r['input']} | {r['n']} "
             f"| {_fmt(r['trustworthiness'])} ± {_fmt(r['trust_sd'])} "
             f"| {_fmt(r['knn_recall'])} | {_fmt(r.get('gt_recall'))} "
-            f"| {_fmt(r['overlap'])} | {_fmt(r['first_s'], 2)} "
+            f"| {_fmt(r['overlap'])} | {_fmt(r.get('blur_auc'), 4)} "
+            f"| {_fmt(r['first_s'], 2)} "
             f"| {_fmt(r['warm_s'], 2)} | {_fmt(r['peak_mb'], 0)} |"
         )
     return "\n".join(lines)
@@ -366,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         "--demo", action="store_true", help="also the demo models' NAPs"
     )
     parser.add_argument("--no-synthetic", action="store_true")
+    parser.add_argument(
+        "--inputs", help="keep only inputs whose file name contains one of these"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per worker (s)")
     parser.add_argument("--json", default=str(OUT / "layouts.json"))
     parser.add_argument(
@@ -389,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         inputs += demo_inputs()
 
+    if args.inputs:
+        inputs = [p for p in inputs if any(s in p.name for s in args.inputs.split(","))]
     rows = []
     for path in inputs:
         n = int(np.load(path)["features"].shape[0])

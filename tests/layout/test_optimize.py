@@ -65,7 +65,7 @@ def test_no_recompile_for_new_values():
 
 def test_recovers_ground_truth_neighbours_far_better_than_random(key):
     features, positions = sheet()
-    layout = optimize(features, key=key)
+    layout = optimize(features, key=key, n_steps=300)
     recall = float(ground_truth_recall(positions, layout.coords))
     random = get_method("random")(features, key=key)
     baseline = float(ground_truth_recall(positions, random.coords))
@@ -157,7 +157,7 @@ def test_bad_options_raise(options, match, key):
 
 def test_disk_shape_fills_a_disk(key):
     features, _ = sheet()
-    coords = np.asarray(optimize(features, key=key, shape="disk").coords)
+    coords = np.asarray(optimize(features, key=key, shape="disk", n_steps=300).coords)
     radius = np.linalg.norm(coords - 0.5, axis=1)
     assert radius.max() <= 0.5 + 0.02
     # Uniform on the disk: half of the neurons within radius 0.5 / sqrt(2).

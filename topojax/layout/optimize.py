@@ -41,14 +41,19 @@ from topojax.layout.base import (
     check_features,
     knn,
     make_layout,
+    pairwise_distances,
     prepare,
     rescale_unit,
 )
 
 # Above this many neurons the pairwise terms are sampled (see module docstring).
 EXACT_MAX = 512
+# Up to this many neurons `optimize` runs 750 steps by default, else 500.
+LONG_RUN_MAX = 2048
 # Steps between refreshes of the soft-core candidate pairs (sampled mode).
 _CANDIDATE_REFRESH = 10
+# Sort-order neighbours per neuron for the false-neighbour pairs (sampled mode).
+_PRECISION_WINDOW = 6
 
 
 @functools.partial(
@@ -59,6 +64,7 @@ _CANDIDATE_REFRESH = 10
         "soft_core",
         "boundary",
         "uniformity",
+        "precision",
         "exaggeration",
     ],
     meta_fields=[],
@@ -73,6 +79,8 @@ class Weights:
         soft_core: final weight of `objectives.soft_core` (ramped in from 0).
         boundary: weight ``b`` of `objectives.boundary`.
         uniformity: weight ``u`` of `objectives.uniformity`.
+        precision: final weight of `objectives.false_neighbours` (ramped in
+            like the soft core; exact mode only).
         exaggeration: factor on the attraction during the first quarter.
     """
 
@@ -81,6 +89,7 @@ class Weights:
     soft_core: float | jax.Array = 1.0
     boundary: float | jax.Array = 10.0
     uniformity: float | jax.Array = 10.0
+    precision: float | jax.Array = 3.0
     exaggeration: float | jax.Array = 4.0
 
 
@@ -99,6 +108,137 @@ def default_optimizer(
     """
     schedule = optax.cosine_decay_schedule(learning_rate, n_steps, alpha=0.02)
     return optax.adam(schedule)
+
+
+def _with_dead_flag(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
+    """Unit rows plus a flag column for cosine/correlation; unchanged for Euclidean.
+
+    Dead neurons (zero rows) are at cosine distance 1 from everything; the flag
+    makes them identical to each other instead, so they gather in one place
+    rather than sit among live neighbourhoods.
+    """
+    if metric == "euclidean":
+        return features, metric
+    unit, _ = prepare(features, metric)
+    dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
+    return jnp.concatenate([unit, dead.astype(unit.dtype)], axis=1), "cosine"
+
+
+def feature_rank_excess(
+    features: jax.Array, *, k: int = 10, metric: str = "cosine"
+) -> jax.Array:
+    """Dense `objectives.rank_excess` of the neurons' feature-space ranks.
+
+    Args:
+        features: ``(n_neurons, n_features)``; small ``n`` (an ``(n, n)`` result).
+        k: neighbourhood size that costs nothing.
+        metric: feature distance.
+
+    Returns:
+        ``(n_neurons, n_neurons)`` float32.
+    """
+    features, metric = _with_dead_flag(features, metric)
+    distances = pairwise_distances(features, features, metric)
+    n = features.shape[0]
+    distances = jnp.where(jnp.eye(n, dtype=bool), -1.0, distances)
+    ranks = jnp.argsort(jnp.argsort(distances, axis=1, stable=True), axis=1)
+    return objectives.rank_excess(ranks, k)
+
+
+_ROW_DISTANCE = {
+    "cosine": lambda a, b: jnp.clip(1.0 - jnp.sum(a * b, axis=-1), 0.0, 2.0),
+    "euclidean": lambda a, b: jnp.sqrt(jnp.sum((a - b) ** 2, axis=-1)),
+}
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["features", "samples", "knn_distances"],
+    meta_fields=["metric", "k"],
+)
+@dataclasses.dataclass(frozen=True)
+class RankSketch:
+    """What estimates feature-space ranks of any pair in ``O(n (k + m))`` memory.
+
+    The rank of ``j`` among the neighbours of ``i`` is exact within the ``k``
+    nearest (``1 + #{l : d_il < d_ij}`` from the sorted k-NN distances) and
+    beyond them ``1 + (n - 1) F_i(d_ij)`` with ``F_i`` the empirical CDF of the
+    distances from ``i`` to ``m`` random neurons.
+
+    Attributes:
+        features: ``(n, d)`` prepared features (unit rows with the dead flag for
+            cosine/correlation).
+        samples: ``(n, m)`` sorted distances to random neurons.
+        knn_distances: ``(n, k)`` sorted distances to the nearest neighbours.
+        metric: ``"cosine"`` or ``"euclidean"`` on the prepared features.
+        k: neighbourhood size that costs nothing.
+    """
+
+    features: jax.Array
+    samples: jax.Array
+    knn_distances: jax.Array
+    metric: str
+    k: int
+
+    def excess(self, pairs: jax.Array) -> jax.Array:
+        """``(m,)`` estimated `objectives.rank_excess` of ``pairs`` ``(m, 2)``."""
+        n = self.features.shape[0]
+        distance = _ROW_DISTANCE[self.metric](
+            self.features[pairs[:, 0]], self.features[pairs[:, 1]]
+        )
+
+        def rank(i):
+            near = self.knn_distances[i]
+            exact = 1.0 + jnp.sum(near < distance[:, None], axis=1)
+            below = jnp.sum(self.samples[i] < distance[:, None], axis=1)
+            sampled = 1.0 + (n - 1) * below / self.samples.shape[1]
+            beyond = distance > near[:, -1]
+            return jnp.where(beyond, jnp.maximum(sampled, near.shape[1] + 1), exact)
+
+        mean_rank = 0.5 * (rank(pairs[:, 0]) + rank(pairs[:, 1]))
+        return jnp.maximum(mean_rank - self.k, 0.0) / n
+
+
+def rank_sketch(
+    features: jax.Array,
+    key: jax.Array,
+    *,
+    k: int = 10,
+    metric: str = "cosine",
+    n_samples: int = 32,
+) -> RankSketch:
+    """Build a `RankSketch` (for the false-neighbour term at large ``n``).
+
+    Args:
+        features: ``(n_neurons, n_features)``.
+        key: PRNG key for the random neurons.
+        k: neighbourhood size that costs nothing (also the exact k-NN kept).
+        metric: feature distance.
+        n_samples: random neurons per neuron for the distance CDF.
+
+    Returns:
+        `RankSketch`.
+    """
+    features, metric = _with_dead_flag(features, metric)
+    if metric != "euclidean":
+        metric = "cosine"
+    n = features.shape[0]
+    k_near = min(k + 1, n - 1)
+    _, near = knn(features, k_near, metric)
+    offsets = objectives.random_offsets(key, n, n_samples)
+    samples = jax.lax.map(
+        lambda offset: _ROW_DISTANCE[metric](
+            features, jnp.roll(features, -offset, axis=0)
+        ),
+        offsets,
+    )
+    return RankSketch(
+        features=features,
+        samples=jnp.sort(samples.T, axis=1),
+        knn_distances=near,
+        metric=metric,
+        k=k,
+    )
 
 
 def layout_affinities(
@@ -122,13 +262,7 @@ def layout_affinities(
     # nearly all of the affinity mass (three, as in t-SNE, gave the same maps).
     perplexity = max(1.0, min(perplexity, (n - 1) / 3))
     k = int(min(n - 1, math.ceil(2 * perplexity)))
-    if metric != "euclidean":
-        # Dead neurons (zero rows) are at cosine distance 1 from everything; an
-        # extra coordinate makes them identical to each other instead, so they
-        # gather in one place rather than sit among live neighbourhoods.
-        unit, _ = prepare(features, metric)
-        dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
-        features, metric = jnp.concatenate([unit, dead.astype(unit.dtype)], 1), "cosine"
+    features, metric = _with_dead_flag(features, metric)
     indices, distances = knn(features, k, metric)
     return objectives.perplexity_affinities(indices, distances**2, perplexity)
 
@@ -178,6 +312,8 @@ def optimize_coords(
     *,
     optimizer: optax.GradientTransformation,
     n_steps: int,
+    excess: jax.Array | RankSketch | None = None,
+    precision_radius: float | jax.Array = 0.0,
     kernel_scale: float | jax.Array = 1.0,
     dof: float | jax.Array = 1.0,
     learn_kernel: bool = True,
@@ -204,6 +340,10 @@ def optimize_coords(
         optimizer: optax transformation of the parameter pytree (static: reuse
             the same object to avoid recompiling).
         n_steps: number of steps; a multiple of ``n_frames``.
+        excess: enables the false-neighbour term: dense ``(n, n)``
+            `objectives.rank_excess` weights with ``exact``, a `RankSketch`
+            (pairs found like the soft-core candidates) without.
+        precision_radius: its map radius ``R`` in map units.
         kernel_scale: initial Student-t scale in units of ``1 / sqrt(n)``.
         dof: initial kernel degrees of freedom.
         learn_kernel: fit ``dof`` and ``kernel_scale`` too.
@@ -222,26 +362,36 @@ def optimize_coords(
     radius = core_radius * spacing
 
     def objective(params, candidates, rotation, offsets, progress):
+        core_pairs, precision_pairs, precision_excess = candidates
         y = params["coords"]
         scale = kernel_scale * spacing * jnp.exp(params["log_scale"])
         kernel_dof = jnp.exp(params["log_dof"])
         exaggeration = jnp.where(progress < 0.25, weights.exaggeration, 1.0)
-        core_weight = weights.soft_core * jnp.clip(2.0 * progress - 1.0, 0.0, 1.0)
+        # The soft core and the false-neighbour term ramp in over the second
+        # half; before that they are not even evaluated.
+        late = jnp.clip(2.0 * progress - 1.0, 0.0, 1.0)
         if exact:
             repel = functools.partial(objectives.repulsion, scale=scale, dof=kernel_dof)
             core = functools.partial(objectives.soft_core, radius=radius)
+            precision = functools.partial(
+                objectives.false_neighbours, excess=excess, radius=precision_radius
+            )
         else:
-            repel = functools.partial(
-                objectives.sampled_repulsion,
-                offsets=offsets,
-                scale=scale,
-                dof=kernel_dof,
-            )
             core = functools.partial(
-                objectives.soft_core_pairs, pairs=candidates, radius=radius
+                objectives.soft_core_pairs, pairs=core_pairs, radius=radius
             )
-        total = objectives.weighted_sum(
-            [
+            precision = functools.partial(
+                objectives.false_neighbours_pairs,
+                pairs=precision_pairs,
+                excess=precision_excess,
+                radius=precision_radius,
+            )
+        late_terms = objectives.weighted_sum(
+            [(weights.soft_core * late, core)]
+            + ([] if excess is None else [(weights.precision * late, precision)])
+        )
+        if exact:
+            neighbour_embedding = [
                 (
                     exaggeration * weights.attraction,
                     functools.partial(
@@ -252,7 +402,27 @@ def optimize_coords(
                     ),
                 ),
                 (weights.repulsion, repel),
-                (core_weight, core),
+            ]
+        else:
+            # Attraction and repulsion share the neighbours' distances.
+            neighbour_embedding = [
+                (
+                    weights.repulsion,
+                    functools.partial(
+                        objectives.sampled_kl,
+                        affinities=affinities,
+                        offsets=offsets,
+                        scale=scale,
+                        dof=kernel_dof,
+                        attraction_weight=exaggeration
+                        * weights.attraction
+                        / weights.repulsion,
+                    ),
+                )
+            ]
+        total = objectives.weighted_sum(
+            [
+                *neighbour_embedding,
                 (weights.boundary, functools.partial(objectives.boundary, shape=shape)),
                 (
                     weights.uniformity,
@@ -263,6 +433,12 @@ def optimize_coords(
                         shape=shape,
                     ),
                 ),
+                (
+                    1.0,
+                    lambda z: jax.lax.cond(
+                        late > 0, late_terms, lambda _: jnp.zeros((), z.dtype), z
+                    ),
+                ),
             ]
         )
         return total(y)
@@ -270,17 +446,27 @@ def optimize_coords(
     value_and_grad = jax.value_and_grad(objective)
 
     def find_candidates(y):
+        none = (jnp.zeros((0, 2), jnp.int32), jnp.zeros((0,), jnp.float32))
         if exact:
-            return jnp.zeros((0, 2), jnp.int32)
-        return objectives.grid_candidate_pairs(y, radius=radius)
+            return (none[0], *none)
+        core_pairs = objectives.grid_candidate_pairs(y, radius=radius)
+        if excess is None:
+            return (core_pairs, *none)
+        # The wide cells hold many neurons, so the pairs are a sample of the
+        # close ones, weighted to the closest (which cost the most).
+        pairs = objectives.grid_candidate_pairs(
+            y, radius=precision_radius, window=_PRECISION_WINDOW, shifts=(0.0,)
+        )
+        return core_pairs, pairs, excess.excess(pairs)
 
     def step(carry, inputs):
         step_index, rotation, offsets = inputs
         params, opt_state, candidates = carry
         progress = step_index / n_steps
-        # Close pairs change slowly; refreshing them every few steps is enough.
+        # Close pairs matter only once the late terms ramp in, and change
+        # slowly; refreshing them every few steps is enough.
         candidates = jax.lax.cond(
-            step_index % _CANDIDATE_REFRESH == 0,
+            (step_index % _CANDIDATE_REFRESH == 0) & (progress >= 0.45),
             find_candidates,
             lambda _: candidates,
             params["coords"],
@@ -363,13 +549,15 @@ def optimize(
     metric: str = "cosine",
     init=None,
     optimizer: optax.GradientTransformation | None = None,
-    n_steps: int = 500,
+    n_steps: int | None = None,
     weights: Weights | None = None,
     perplexity: float = 15.0,
     kernel_scale: float = 1.0,
     dof: float = 1.0,
     learn_kernel: bool = True,
     core_radius: float = 0.5,
+    precision_k: int = 10,
+    precision_radius: float = 2.0,
     shape: objectives.Shape = "square",
     exact: bool | None = None,
     return_trajectory: bool = False,
@@ -386,13 +574,20 @@ def optimize(
         optimizer: any optax `GradientTransformation`; default
             `default_optimizer` (Adam, cosine-decayed step size). Pass the same
             object again to avoid recompiling.
-        n_steps: optimisation steps.
+        n_steps: optimisation steps; default 750 up to ``LONG_RUN_MAX``
+            neurons (cheap there, and the maps keep more neighbours), else 500.
         weights: `Weights` of the objective terms; default ``Weights()``.
         perplexity: effective number of neighbours of the affinities.
         kernel_scale: initial Student-t scale in units of ``1 / sqrt(n_neurons)``.
         dof: initial degrees of freedom of the Student-t kernel.
         learn_kernel: fit ``dof`` and ``kernel_scale`` with the coordinates.
         core_radius: soft-core radius in units of ``1 / sqrt(n_neurons)``.
+        precision_k: neighbourhood size of the false-neighbour term: pairs
+            within each other's ``precision_k`` nearest feature neighbours cost
+            nothing; 0 switches the term off.
+        precision_radius: its map radius, in units of the radius
+            ``sqrt(precision_k / (pi n_neurons))`` that holds ``precision_k``
+            evenly spread neurons.
         shape: map domain, ``"square"`` or ``"disk"``.
         exact: all pairs (True) or sampled pairs (False); default
             ``n_neurons <= EXACT_MAX``.
@@ -407,6 +602,9 @@ def optimize(
         ValueError: bad features, metric, shape, init, or step counts.
     """
     features = check_features(features, metric=metric)
+    n = features.shape[0]
+    if n_steps is None:
+        n_steps = 750 if n <= LONG_RUN_MAX else 500
     if shape not in objectives._BOUNDARY:
         raise ValueError(
             f"unknown shape {shape!r}; expected one of {sorted(objectives._BOUNDARY)}"
@@ -427,12 +625,21 @@ def optimize(
         )
     init_key, run_key = jax.random.split(key)
     coords = _initial_coords(features, init, init_key, metric)
-    n = features.shape[0]
     if n < 2:
         return make_layout(coords, "optimize", losses=jnp.zeros((n_steps,)))
     # Coincident starting points (e.g. dead neurons) would feel identical forces.
     coords = coords + 1e-3 * jax.random.normal(init_key, coords.shape) / math.sqrt(n)
     affinities = layout_affinities(features, perplexity=perplexity, metric=metric)
+    exact = n <= EXACT_MAX if exact is None else exact
+    precision_k = min(precision_k, n - 1)
+    sketch_key, run_key = jax.random.split(run_key)
+    excess = None
+    if precision_k >= 1:
+        excess = (
+            feature_rank_excess(features, k=precision_k, metric=metric)
+            if exact
+            else rank_sketch(features, sketch_key, k=precision_k, metric=metric)
+        )
     result = optimize_coords(
         coords,
         affinities,
@@ -440,12 +647,15 @@ def optimize(
         Weights() if weights is None else weights,
         optimizer=default_optimizer(n_steps) if optimizer is None else optimizer,
         n_steps=n_steps,
+        excess=excess,
+        precision_radius=precision_radius
+        * math.sqrt(max(precision_k, 1) / (math.pi * n)),
         kernel_scale=kernel_scale,
         dof=dof,
         learn_kernel=learn_kernel,
         core_radius=core_radius,
         n_frames=n_frames,
-        exact=n <= EXACT_MAX if exact is None else exact,
+        exact=exact,
         shape=shape,
     )
     return Layout(
