@@ -35,8 +35,8 @@ def test_registered():
 def affinities(x, dist2, valid):
     """Dense P, sparse P over all n - 1 neighbours, conditional P for ``dist2``
     and both paths' gradients at a random layout, in one compilation."""
-    dense = dense_affinities(x, jnp.float32(10.0))
-    sparse = sparse_affinities(x, jnp.float32(10.0), x.shape[0] - 1, 16)
+    dense = dense_affinities(x, jnp.float32(10.0), "euclidean")
+    sparse = sparse_affinities(x, jnp.float32(10.0), "euclidean", x.shape[0] - 1, 16)
     conditional = conditional_affinities(dist2, valid, jnp.float32(5.0))
     y = jax.random.normal(jax.random.key(0), (x.shape[0], 2))
     gradients = (
@@ -44,6 +44,22 @@ def affinities(x, dist2, valid):
         _sparse_gradient(y, sparse[0], 4.0, 16),  # blocks of 16 rows, padded
     )
     return dense, sparse, conditional, gradients
+
+
+def test_cosine_affinities_with_dead_neurons_match_sklearn():
+    # scikit-learn's convention: cosine distances enter unsquared, and a dead
+    # (all-zero) neuron has no neighbours of its own (its conditional row is 0).
+    x, _ = clusters(0)
+    x = np.abs(x)
+    x[[3, 17, 40]] = 0.0
+    p, _ = jax.jit(dense_affinities, static_argnums=2)(x, jnp.float32(10.0), "cosine")
+    from sklearn.metrics import pairwise_distances
+
+    d = pairwise_distances(x + 1e-15, metric="cosine").astype(np.float32)
+    reference = _joint_probabilities(d, 10.0, 0)
+    iu = np.triu_indices(len(x), 1)
+    np.testing.assert_allclose(np.asarray(p)[iu], reference, atol=1e-6)
+    assert np.asarray(p)[[3, 17, 40]].max() < 1e-3 * np.asarray(p).max()
 
 
 def random_distances():

@@ -21,10 +21,12 @@ Two paths, chosen by the number of neurons (``exact=None``):
   compute stays ``O(n^2)`` per iteration (about 2 s per iteration at 16384 on
   a 2-core CPU): a job for a GPU at that size.
 
-Distances are squared Euclidean distances between the *prepared* rows
-(`base.prepare`): for cosine and correlation these are ``2 x`` the metric's
-distance (the factor is absorbed by the per-neuron calibration); dead
-(all-zero) neurons sit at the origin and so group together.
+Affinities follow scikit-learn's convention (`affinity_distances`): squared
+Euclidean distances, or the cosine/correlation distance itself (not squared);
+their ``P`` equals scikit-learn's ``_joint_probabilities`` to ~1e-8. A dead
+(all-zero) neuron is at distance 1 from every other and gets no neighbours of
+its own (its conditional row is zero, as in scikit-learn), so it is pushed
+aside rather than pulled into a live neighbourhood.
 """
 
 from __future__ import annotations
@@ -113,36 +115,62 @@ def conditional_affinities(
     return p
 
 
+def affinity_distances(distances: jax.Array, metric: str) -> jax.Array:
+    """What the Gaussian affinities see: squared Euclidean, else the metric itself.
+
+    scikit-learn's convention: only Euclidean distances are squared; cosine and
+    correlation distances enter ``exp(-beta * d)`` as they are.
+    """
+    return distances**2 if metric == "euclidean" else distances
+
+
+def _live(features: jax.Array, metric: str) -> jax.Array:
+    """``(n,)`` 1.0 for neurons with a direction, 0.0 for dead (zero) rows.
+
+    Under cosine or correlation a dead neuron is equally far (1) from every
+    other: it has no neighbours to keep, so its own row of conditional
+    affinities is zero (as in scikit-learn). Other neurons may still count it
+    among theirs. Euclidean: all 1.
+    """
+    if metric == "euclidean":
+        return jnp.ones(features.shape[:1], features.dtype)
+    prepared, _ = prepare(features, metric)
+    return (jnp.sum(prepared**2, axis=1) > 0.5).astype(features.dtype)
+
+
 def dense_affinities(
-    prepared: jax.Array, perplexity: jax.Array
+    features: jax.Array, perplexity: jax.Array, metric: str
 ) -> tuple[jax.Array, jax.Array]:
     """Symmetric joint probabilities over all pairs.
 
     Args:
-        prepared: ``(n, d)`` prepared features.
+        features: ``(n, d)`` features.
         perplexity: scalar.
+        metric: one of `base.METRICS` (see `affinity_distances`).
 
     Returns:
         ``(p, p_log_p)``: ``(n, n)`` joint probabilities summing to 1 (zero
         diagonal) and the constant ``sum p log p``.
     """
-    n = prepared.shape[0]
-    dist2 = pairwise_distances(prepared, prepared, "euclidean") ** 2
+    n = features.shape[0]
+    dist2 = affinity_distances(pairwise_distances(features, features, metric), metric)
     valid = ~jnp.eye(n, dtype=bool)
     conditional = conditional_affinities(dist2, valid, perplexity)
+    conditional = conditional * _live(features, metric)[:, None]
     p = conditional + conditional.T
     p = p / jnp.maximum(p.sum(), _TINY)
     return p, jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, _TINY)), 0.0))
 
 
 def sparse_affinities(
-    prepared: jax.Array, perplexity: jax.Array, k: int, block_size: int
+    features: jax.Array, perplexity: jax.Array, metric: str, k: int, block_size: int
 ) -> tuple[tuple[jax.Array, jax.Array, jax.Array], jax.Array]:
     """Symmetric joint probabilities over the k-nearest-neighbour graph.
 
     Args:
-        prepared: ``(n, d)`` prepared features.
+        features: ``(n, d)`` features.
         perplexity: scalar.
+        metric: one of `base.METRICS` (see `affinity_distances`).
         k: neighbours per neuron (static).
         block_size: rows per block of the neighbour search (static).
 
@@ -151,8 +179,11 @@ def sparse_affinities(
         pairs with their joint probabilities (summing to 1; each ordered pair
         once, padding entries 0) and the constant ``sum p log p``.
     """
-    neighbors, dist = knn(prepared, k, "euclidean", block_size)
-    conditional = conditional_affinities(dist**2, jnp.ones_like(dist, bool), perplexity)
+    neighbors, dist = knn(features, k, metric, block_size)
+    conditional = conditional_affinities(
+        affinity_distances(dist, metric), jnp.ones_like(dist, bool), perplexity
+    )
+    conditional = conditional * _live(features, metric)[:, None]
     heads, tails, p = symmetric_edges(neighbors, conditional, jnp.add)
     p = p / jnp.maximum(p.sum(), _TINY)
     p_log_p = jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.maximum(p, _TINY)), 0.0))
@@ -238,13 +269,12 @@ def _tsne_core(
     every: int,
     has_init: bool,
 ):
-    prepared, _ = prepare(features, metric)
     n = features.shape[0]
     if k == 0:
-        p, p_log_p = dense_affinities(prepared, perplexity)
+        p, p_log_p = dense_affinities(features, perplexity, metric)
         gradient = functools.partial(_dense_gradient, p=p)
     else:
-        edges, p_log_p = sparse_affinities(prepared, perplexity, k, block_size)
+        edges, p_log_p = sparse_affinities(features, perplexity, metric, k, block_size)
         gradient = functools.partial(
             _sparse_gradient, edges=edges, block_size=block_size
         )
