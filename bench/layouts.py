@@ -44,7 +44,7 @@ ROOT = HERE.parent
 OUT = HERE / "out"
 CHAINS = ("umap+swarm", "tsne+swarm", "graph+swarm")
 N_QUALITY_SEEDS = 3
-N_WARM = 3
+N_WARM = int(os.environ.get("TOPOJAX_BENCH_WARM", "3"))
 
 # ---------------------------------------------------------------- peers
 
@@ -385,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inputs", help="keep only inputs whose file name contains one of these"
     )
+    parser.add_argument(
+        "--warm-runs",
+        type=int,
+        help="warm runs after the first call (default 3; 1 for the largest sizes)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="per worker (s)")
     parser.add_argument("--json", default=str(OUT / "layouts.json"))
     parser.add_argument(
@@ -395,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(Path(args.worker[0]), args.worker[1])))
         return 0
 
+    if args.warm_runs is not None:
+        # Workers are fresh processes: they read it from the environment.
+        os.environ["TOPOJAX_BENCH_WARM"] = str(max(1, args.warm_runs))
     selected = args.methods.split(",") if args.methods else None
     selected = [] if args.methods == "none" else selected
     methods = topojax_methods(selected)

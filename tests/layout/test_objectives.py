@@ -25,6 +25,14 @@ def affinities64(n: int = N, k: int = 4, seed: int = 1) -> obj.Affinities:
     return obj.Affinities(jnp.asarray(indices), jnp.asarray(weights / weights.sum()))
 
 
+def excess64(n: int = N, k: int = 3, seed: int = 2) -> jax.Array:
+    features = np.random.default_rng(seed).normal(size=(n, 5))
+    d = ((features[:, None] - features[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, -1.0)
+    ranks = np.argsort(np.argsort(d, axis=1), axis=1)
+    return obj.rank_excess(jnp.asarray(ranks), k)
+
+
 def assert_grads(fn, *args):
     # Central finite differences in float64 against reverse-mode gradients.
     check_grads(
@@ -51,6 +59,27 @@ def assert_grads(fn, *args):
             pairs=jnp.array([[0, 1], [2, 3], [4, 9], [5, 6]]),
             radius=0.5,
         ),
+        lambda: functools.partial(
+            obj.sampled_repulsion,
+            offsets=jnp.array([2, 5]),
+            scale=0.3,
+            near=affinities64().indices,
+        ),
+        lambda: functools.partial(
+            obj.sampled_kl,
+            affinities=affinities64(),
+            offsets=jnp.array([1, 5, 7]),
+            scale=0.3,
+            dof=1.5,
+            attraction_weight=4.0,
+        ),
+        lambda: functools.partial(obj.false_neighbours, excess=excess64(), radius=0.4),
+        lambda: functools.partial(
+            obj.false_neighbours_pairs,
+            pairs=jnp.array([[0, 1], [2, 3], [4, 9], [5, 6]]),
+            excess=jnp.array([0.1, 0.5, 0.2, 1.0]),
+            radius=0.5,
+        ),
         lambda: functools.partial(obj.uniformity, key=jax.random.key(0)),
         lambda: functools.partial(
             obj.uniformity, key=jax.random.key(1), shape="disk", n_projections=3
@@ -65,6 +94,10 @@ def assert_grads(fn, *args):
         "soft-core",
         "soft-core-blocked",
         "soft-core-pairs",
+        "sampled-repulsion-near",
+        "sampled-kl",
+        "false-neighbours",
+        "false-neighbours-pairs",
         "uniformity-square",
         "uniformity-disk",
     ],
@@ -216,3 +249,45 @@ def test_weighted_sum_composes():
     )
     expected = 2.0 * obj.soft_core(y, radius=0.3) + 0.5 * obj.boundary(y)
     np.testing.assert_allclose(total(y), expected, rtol=1e-6)
+
+
+def test_sampled_kl_and_near_pairs_equal_their_parts():
+    with enable_x64():
+        y, aff = coords64(), affinities64()
+        offsets = jnp.arange(1, N)  # every other neuron: the estimate is exact
+        kl = obj.sampled_kl(y, aff, offsets, scale=0.3, dof=1.5, attraction_weight=4.0)
+        parts = 4.0 * obj.attraction(
+            y, aff, scale=0.3, dof=1.5
+        ) + obj.sampled_repulsion(y, offsets, scale=0.3, dof=1.5, near=aff.indices)
+        np.testing.assert_allclose(kl, parts, rtol=1e-10)
+        # Duplicate-free neighbours: exact pairs + all others = full repulsion.
+        np.testing.assert_allclose(
+            obj.sampled_repulsion(y, offsets, scale=0.3, near=aff.indices),
+            obj.repulsion(y, scale=0.3),
+            rtol=1e-10,
+        )
+
+
+def test_false_neighbours_formula_and_pairs():
+    with enable_x64():
+        y, excess = coords64(), excess64()
+        radius = 0.4
+        d2 = np.sum((np.asarray(y)[:, None] - np.asarray(y)[None]) ** 2, -1)
+        core = np.maximum(1 - d2 / radius**2, 0.0) ** 2
+        iu = np.triu_indices(N, 1)
+        expected = np.sum(np.asarray(excess)[iu] * core[iu]) / N
+        np.testing.assert_allclose(
+            obj.false_neighbours(y, excess, radius=radius), expected, rtol=1e-10
+        )
+        i, j = np.nonzero(~np.eye(N, dtype=bool))
+        pairs = jnp.asarray(np.stack([i, j], 1))
+        np.testing.assert_allclose(
+            obj.false_neighbours_pairs(
+                y, pairs, jnp.asarray(np.asarray(excess)[i, j]), radius=radius
+            ),
+            expected,
+            rtol=1e-10,
+        )
+        # Mutual k-nearest neighbours cost nothing; the weights are symmetric.
+        assert np.all(np.asarray(excess) >= 0)
+        np.testing.assert_allclose(excess, np.asarray(excess).T)

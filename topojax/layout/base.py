@@ -125,6 +125,27 @@ def prepare(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
     return features, metric
 
 
+def flag_dead(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
+    """Features on which dead neurons are neighbours of each other only.
+
+    Under cosine or correlation a dead (all-zero) neuron is at distance 1 from
+    every neuron, itself included, so its nearest "neighbours" would be
+    arbitrary live neurons. This returns unit rows plus a flag column (1 for
+    dead rows) with the metric ``"cosine"``: dead neurons become identical to
+    each other (distance 0, as scikit-learn and umap-learn see ``x + 1e-15``)
+    and stay at distance 1 from live ones; live-live distances are unchanged.
+    Euclidean features are returned unchanged.
+
+    Returns:
+        ``(features, metric)`` to use instead.
+    """
+    if metric == "euclidean":
+        return features, metric
+    unit, _ = prepare(features, metric)
+    dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
+    return jnp.concatenate([unit, dead.astype(unit.dtype)], axis=1), "cosine"
+
+
 def pairwise_distances(x: jax.Array, y: jax.Array, metric: str) -> jax.Array:
     """Distances between the rows of ``x`` ``(n, d)`` and ``y`` ``(m, d)``.
 

@@ -3,25 +3,30 @@
 `optimize` lays out neurons by minimising, with an optax optimiser inside one
 `jax.lax.scan` under `jax.jit`,
 
-``L(y) = e(t) a A(y) + r R(y) + c(t) C(y) + b B(y) + u U(y)``
+``L(y) = e(t) a A(y) + r R(y) + c(t) (C(y) + p F(y)) + b B(y) + u U(y)``
 
 where ``A`` is the perplexity-calibrated Student-t `attraction`, ``R`` the
-normalised `repulsion` (together the t-SNE divergence ``KL(P || Q)``), ``C``
-the short-range `soft_core` repulsion at the overlap scale, ``B`` the
-`boundary` term of the unit square (or disk) and ``U`` the sliced-Wasserstein
-`uniformity` term (see `topojax.layout.objectives`). ``e(t)`` is an early
-exaggeration of the attraction during the first quarter (clusters form
-first) and ``c(t)`` ramps the soft core in over the second half (overlaps are
-removed last). After the exaggeration the Student-t kernel's degrees of
-freedom and scale are fitted by the same objective, as in parametric t-SNE:
-clustered profiles get heavy tails, continuous sheets light ones. Positions
-live in map units, so the kernel scale and the soft-core radius are multiples
-of the typical spacing ``1 / sqrt(n)`` of ``n`` evenly spread neurons.
+normalised `repulsion` (together the t-SNE divergence ``KL(P || Q)``, which
+keeps feature neighbours together: recall), ``F`` the `false_neighbours`
+penalty on map neighbours that are far apart in feature space
+(trustworthiness), ``C`` the short-range `soft_core` repulsion at the overlap
+scale, ``B`` the `boundary` term of the unit square (or disk) and ``U`` the
+sliced-Wasserstein `uniformity` term (see `topojax.layout.objectives`).
+``e(t)`` is an early exaggeration of the attraction during the first quarter
+(clusters form first) and ``c(t)`` ramps the soft core and the false-neighbour
+term in over the second half (overlaps are removed last). After the
+exaggeration the Student-t kernel's degrees of freedom and scale are fitted by
+the same objective, as in parametric t-SNE: clustered profiles get heavy
+tails, continuous sheets light ones. Positions live in map units, so the
+kernel scale and the radii are multiples of the typical spacing ``1 / sqrt(n)``
+of ``n`` evenly spread neurons.
 
-For ``n <= EXACT_MAX`` every pair enters exactly; above it the repulsion is
-estimated from 64 random partners per neuron and per step, and the soft core
-uses sort-based candidate pairs refreshed every few steps, so time per step is
-``O(n (k + 64))`` and memory ``O(n k)``: never an ``(n, n)`` matrix.
+For ``n <= EXACT_MAX`` every pair enters exactly. Above it the repulsion sums
+each neuron's affinity neighbours exactly and estimates the other pairs from
+64 random partners per neuron and per step (`objectives.sampled_kl`); the soft
+core and the false-neighbour term use sort-based candidate pairs refreshed
+every few steps, with feature ranks estimated by a `RankSketch`. Time per step
+is ``O(n (k + 64))`` and memory ``O(n k)``: never an ``(n, n)`` matrix.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ from topojax.layout import objectives
 from topojax.layout.base import (
     Layout,
     check_features,
+    flag_dead,
     knn,
     make_layout,
     pairwise_distances,
-    prepare,
     rescale_unit,
 )
 
@@ -110,20 +115,6 @@ def default_optimizer(
     return optax.adam(schedule)
 
 
-def _with_dead_flag(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
-    """Unit rows plus a flag column for cosine/correlation; unchanged for Euclidean.
-
-    Dead neurons (zero rows) are at cosine distance 1 from everything; the flag
-    makes them identical to each other instead, so they gather in one place
-    rather than sit among live neighbourhoods.
-    """
-    if metric == "euclidean":
-        return features, metric
-    unit, _ = prepare(features, metric)
-    dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
-    return jnp.concatenate([unit, dead.astype(unit.dtype)], axis=1), "cosine"
-
-
 def feature_rank_excess(
     features: jax.Array, *, k: int = 10, metric: str = "cosine"
 ) -> jax.Array:
@@ -137,7 +128,7 @@ def feature_rank_excess(
     Returns:
         ``(n_neurons, n_neurons)`` float32.
     """
-    features, metric = _with_dead_flag(features, metric)
+    features, metric = flag_dead(features, metric)
     distances = pairwise_distances(features, features, metric)
     n = features.shape[0]
     distances = jnp.where(jnp.eye(n, dtype=bool), -1.0, distances)
@@ -219,7 +210,7 @@ def rank_sketch(
     Returns:
         `RankSketch`.
     """
-    features, metric = _with_dead_flag(features, metric)
+    features, metric = flag_dead(features, metric)
     if metric != "euclidean":
         metric = "cosine"
     n = features.shape[0]
@@ -262,7 +253,7 @@ def layout_affinities(
     # nearly all of the affinity mass (three, as in t-SNE, gave the same maps).
     perplexity = max(1.0, min(perplexity, (n - 1) / 3))
     k = int(min(n - 1, math.ceil(2 * perplexity)))
-    features, metric = _with_dead_flag(features, metric)
+    features, metric = flag_dead(features, metric)
     indices, distances = knn(features, k, metric)
     return objectives.perplexity_affinities(indices, distances**2, perplexity)
 

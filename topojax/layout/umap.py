@@ -49,7 +49,7 @@ from topojax.layout._iterative import (
     scan_with_frames,
     symmetric_edges,
 )
-from topojax.layout.base import Layout, check_features, knn, rescale_unit
+from topojax.layout.base import Layout, check_features, flag_dead, knn, rescale_unit
 
 # umap-learn's fitted curve for its defaults (spread=1, min_dist=0.1).
 _DEFAULT_AB = (1.576943460405378, 0.8950608781227859)
@@ -151,7 +151,9 @@ def fuzzy_graph(
     """
     if k == 0:  # a single neuron: no edges
         return jnp.zeros(0, jnp.int32), jnp.zeros(0, jnp.int32), jnp.zeros(0)
-    neighbors, distances = knn(features, k, metric)
+    # Dead neurons are each other's neighbours (as umap-learn sees x + 1e-15).
+    flagged, flagged_metric = flag_dead(features, metric)
+    neighbors, distances = knn(flagged, k, flagged_metric)
     rho, sigma = smooth_knn_dist(distances)
     excess = distances - rho[:, None]
     strength = jnp.where(
