@@ -147,6 +147,7 @@ def test_init_from_method_name_or_coords_and_chain(key):
         ({"init": "nope"}, "unknown layout method"),
         ({"shape": "hexagon"}, "unknown shape"),
         ({"perplexity": 0.0}, "perplexity"),
+        ({"n_negatives": 0}, "n_negatives"),
         ({"dof": -1.0}, "dof"),
     ],
 )
