@@ -11,6 +11,7 @@ import concurrent.futures
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -55,6 +56,7 @@ __all__ = [
     "analyse_model",
     "load_digits_split",
     "run_demo",
+    "start_analysis",
     "train_model",
 ]
 
@@ -101,71 +103,105 @@ def analyse_model(
     Returns:
         The gallery's `Analysis` of this model.
     """
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        finish = start_analysis(
+            model,
+            model_name,
+            layers,
+            data,
+            key=key,
+            methods=methods,
+            pool=pool,
+            progress=progress,
+        )
+        return finish()
+
+
+def start_analysis(
+    model: nnx.Module,
+    model_name: str,
+    layers: list[str],
+    data: Digits,
+    *,
+    key: jax.Array,
+    methods: tuple[str, ...],
+    pool: concurrent.futures.Executor,
+    progress: bool = True,
+) -> Callable[[], Analysis]:
+    """`analyse_model` in two halves, so that layouts run while other work goes on.
+
+    Profiles the model now, in the calling thread (capture traces the model),
+    submits every (layer, method) layout to ``pool`` and returns ``finish``,
+    which waits for them and assembles the `Analysis`. Layouts of different
+    sizes compile separately; XLA compiles and runs outside the GIL, so a thread
+    pool keeps every core busy.
+    """
     model.eval()
     capture_fn = make_capture(model, layers)
     labels = np.asarray(data.y_test)
     profiles = profile(capture_fn, _batches(data.x_test, labels), DIGIT_NAMES)
     activations = capture_fn(jnp.asarray(data.x_test))
-    views = []
+    top_inputs = {
+        layer: top_activating(activations[layer], TOP_INPUTS) for layer in layers
+    }
     steps = tqdm(
         total=len(layers) * len(methods),
         desc=f"{model_name}: layouts",
         disable=not progress,
         leave=False,
     )
-    jobs = {}
-    for layer, layer_key in zip(
-        layers, jax.random.split(key, len(layers)), strict=True
-    ):
-        features = np.asarray(layout_features(profiles[layer]))
-        for method, method_key in zip(
-            methods, jax.random.split(layer_key, len(methods)), strict=True
-        ):
-            jobs[layer, method] = (features, method, method_key)
 
-    def fit(job):
-        features, method, method_key = job
+    def fit(features, method, method_key):
         fit_key, report_key = jax.random.split(method_key)
         coords = np.asarray(get_method(method)(features, key=fit_key).coords)
         report = layout_report(features, coords, key=report_key)
         steps.update()
         return coords, report
 
-    # Layouts of different sizes compile separately; XLA compiles and runs
-    # outside the GIL, so threads keep every core busy.
-    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        fitted = dict(zip(jobs, pool.map(fit, jobs.values()), strict=True))
-    for layer in layers:
-        layer_profile = profiles[layer]
-        values = np.asarray(naps(layer_profile))
-        features = jobs[layer, methods[0]][0]
-        layouts = {m: fitted[layer, m][0] for m in methods}
-        reports = {m: fitted[layer, m][1] for m in methods}
-        class_set = GroupSet(
-            name="classes",
-            group_names=DIGIT_NAMES,
-            counts=np.asarray(layer_profile.counts),
-            values=values,
-            description="Per-class NAPs: each class's mean activation minus the "
-            "mean over classes.",
-        )
-        views.append(
-            LayerView(
-                name=layer,
-                n_neurons=features.shape[0],
-                layouts=layouts,
-                layout_metrics=reports,
-                group_sets=(class_set,),
-                top_inputs=top_activating(activations[layer], TOP_INPUTS),
+    features, futures = {}, {}
+    for layer, layer_key in zip(
+        layers, jax.random.split(key, len(layers)), strict=True
+    ):
+        features[layer] = np.asarray(layout_features(profiles[layer]))
+        for method, method_key in zip(
+            methods, jax.random.split(layer_key, len(methods)), strict=True
+        ):
+            futures[layer, method] = pool.submit(
+                fit, features[layer], method, method_key
             )
+
+    def finish() -> Analysis:
+        views = []
+        for layer in layers:
+            layer_profile = profiles[layer]
+            fitted = {m: futures[layer, m].result() for m in methods}
+            class_set = GroupSet(
+                name="classes",
+                group_names=DIGIT_NAMES,
+                counts=np.asarray(layer_profile.counts),
+                values=np.asarray(naps(layer_profile)),
+                description="Per-class NAPs: each class's mean activation minus the "
+                "mean over classes.",
+            )
+            views.append(
+                LayerView(
+                    name=layer,
+                    n_neurons=features[layer].shape[0],
+                    layouts={m: fitted[m][0] for m in methods},
+                    layout_metrics={m: fitted[m][1] for m in methods},
+                    group_sets=(class_set,),
+                    top_inputs=top_inputs[layer],
+                )
+            )
+        steps.close()
+        return Analysis(
+            model_name=model_name,
+            layers=tuple(views),
+            inputs=np.asarray(data.x_test[..., 0]),
+            params={"methods": list(methods), "profiled_split": "test"},
         )
-    steps.close()
-    return Analysis(
-        model_name=model_name,
-        layers=tuple(views),
-        inputs=np.asarray(data.x_test[..., 0]),
-        params={"methods": list(methods), "profiled_split": "test"},
-    )
+
+    return finish
 
 
 def run_demo(
@@ -198,33 +234,41 @@ def run_demo(
         ("digits MLP", MLP, ["hidden1", "hidden2"]),
         ("digits CNN", CNN, ["conv1", "conv2"]),
     ]
-    analyses = []
-    for (name, model_cls, layers), model_key in zip(
-        specs, jax.random.split(key, len(specs)), strict=True
-    ):
-        init_key, train_key, layout_key = jax.random.split(model_key, 3)
-        model = model_cls(rngs=nnx.Rngs(init_key))
-        on_step, snapshots, labels = _record_epochs(model, layers, data)
-        print(f"training {name} on {len(data.y_train)} digits ...", flush=True)
-        train_model(model, data, key=train_key, epochs=epochs, on_step=on_step)
-        test_accuracy = accuracy(model, data.x_test, data.y_test)
-        print(f"  {name}: test accuracy {test_accuracy:.3f}", flush=True)
-        analysis = analyse_model(
-            model,
-            name,
-            layers,
-            data,
-            key=layout_key,
-            methods=methods,
-            progress=progress,
-        )
-        analysis = _with_error_and_training_pages(
-            analysis, model, data, stack_snapshots(snapshots), labels
-        )
-        analysis = _with_params(
-            analysis, test_accuracy=test_accuracy, epochs=epochs, seed=seed
-        )
-        analyses.append(analysis)
+    # Each model's layouts run in the pool while the next model trains; the
+    # error and training pages (which trace the models again) come after.
+    pending = []
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for (name, model_cls, layers), model_key in zip(
+            specs, jax.random.split(key, len(specs)), strict=True
+        ):
+            init_key, train_key, layout_key = jax.random.split(model_key, 3)
+            model = model_cls(rngs=nnx.Rngs(init_key))
+            on_step, snapshots, labels = _record_epochs(model, layers, data)
+            print(f"training {name} on {len(data.y_train)} digits ...", flush=True)
+            train_model(model, data, key=train_key, epochs=epochs, on_step=on_step)
+            test_accuracy = accuracy(model, data.x_test, data.y_test)
+            print(f"  {name}: test accuracy {test_accuracy:.3f}", flush=True)
+            finish = start_analysis(
+                model,
+                name,
+                layers,
+                data,
+                key=layout_key,
+                methods=methods,
+                pool=pool,
+                progress=progress,
+            )
+            pending.append((finish, model, snapshots, labels, test_accuracy))
+        analyses = []
+        for finish, model, snapshots, labels, test_accuracy in pending:
+            analysis = _with_error_and_training_pages(
+                finish(), model, data, stack_snapshots(snapshots), labels
+            )
+            analyses.append(
+                _with_params(
+                    analysis, test_accuracy=test_accuracy, epochs=epochs, seed=seed
+                )
+            )
     index = build_gallery(analyses, out_dir, force=force)
     n_files = sum(1 for path in out_dir.rglob("*") if path.is_file())
     print(
