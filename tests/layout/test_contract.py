@@ -4,12 +4,12 @@ New methods are picked up automatically. Methods with many iterations get small
 iteration options from FAST_OPTIONS (only options their signature accepts).
 """
 
-import contextlib
 import inspect
 
 import jax
 import numpy as np
 import pytest
+from cluster_data import count_compiles
 
 from topojax.layout import METHODS, Layout, get_method
 
@@ -49,21 +49,6 @@ def check_coords(layout: Layout, n: int) -> np.ndarray:
 
 def features(seed: int, n: int = N_NEURONS, d: int = N_FEATURES) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
-
-
-@contextlib.contextmanager
-def count_compiles():
-    compiles = []
-
-    def listener(event: str, duration: float, **_) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield compiles
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,9 +1,8 @@
-import contextlib
-
 import jax
 import numpy as np
 import optax
 import pytest
+from cluster_data import count_compiles
 
 from topojax.layout import get_method
 from topojax.layout.base import check_features
@@ -27,21 +26,6 @@ def sheet(n: int = 96, n_stimuli: int = 48, seed: int = 0):
     sq = np.sum((positions[:, None] - centres[None]) ** 2, -1)
     features = np.exp(-sq / 0.08) + 0.02 * rng.normal(size=(n, n_stimuli))
     return features.astype(np.float32), positions.astype(np.float32)
-
-
-@contextlib.contextmanager
-def count_compiles():
-    compiles = []
-
-    def listener(event: str, duration: float, **_) -> None:
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiles.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield compiles
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_deterministic_for_a_key_and_reports_losses(key):

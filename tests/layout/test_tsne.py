@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 # One option set for most tests, so they share one compilation.
-from cluster_data import clusters, neighbour_purity
+from cluster_data import assert_tiny_inputs_ok, clusters, neighbour_purity
 from sklearn.manifold import TSNE, trustworthiness
 from sklearn.manifold._t_sne import _joint_probabilities
 from sklearn.manifold._utils import _binary_search_perplexity
@@ -172,23 +172,8 @@ def test_deterministic_keys_and_no_recompile():
 
 @pytest.mark.parametrize("n", [1, 5])
 def test_tiny_dead_and_duplicate_inputs(n, key):
-    # Same shapes and options as the contract test (which also runs n = 2, 3),
-    # to share its compilations.
-    options = dict(n_iter=30, exaggeration_iter=10)
-    rng = np.random.default_rng(5)
-    cases = [rng.normal(size=(n, 6))]
-    if n == 5:
-        dead = rng.normal(size=(n, 6))
-        dead[::2] = 0.0
-        cases += [dead, np.repeat(rng.normal(size=(1, 6)), n, axis=0)]
-    for x in cases:
-        coords = np.asarray(
-            tsne_layout(x.astype(np.float32), key=key, **options).coords
-        )
-        assert coords.shape == (n, 2) and np.isfinite(coords).all()
-        assert coords.min() >= 0 and coords.max() <= 1
-    if n == 1:
-        np.testing.assert_allclose(coords, 0.5)
+    # Same shapes and options as the contract test (which also runs n = 2, 3).
+    assert_tiny_inputs_ok(tsne_layout, n, key, n_iter=30, exaggeration_iter=10)
 
 
 @pytest.mark.parametrize(

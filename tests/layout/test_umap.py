@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cluster_data import clusters, neighbour_purity
+from cluster_data import assert_tiny_inputs_ok, clusters, neighbour_purity
 from sklearn.manifold import trustworthiness
 
 from topojax.layout import METHODS
@@ -109,22 +109,8 @@ def test_deterministic_keys_and_no_recompile():
 
 @pytest.mark.parametrize("n", [1, 5])
 def test_tiny_dead_and_duplicate_inputs(n, key):
-    # Same shapes and options as the contract test (which also runs n = 2, 3),
-    # to share its compilations.
-    rng = np.random.default_rng(5)
-    cases = [rng.normal(size=(n, 6))]
-    if n == 5:
-        dead = rng.normal(size=(n, 6))
-        dead[::2] = 0.0
-        cases += [dead, np.repeat(rng.normal(size=(1, 6)), n, axis=0)]
-    for x in cases:
-        coords = np.asarray(
-            umap_layout(x.astype(np.float32), key=key, n_epochs=20).coords
-        )
-        assert coords.shape == (n, 2) and np.isfinite(coords).all()
-        assert coords.min() >= 0 and coords.max() <= 1
-    if n == 1:
-        np.testing.assert_allclose(coords, 0.5)
+    # Same shapes and options as the contract test (which also runs n = 2, 3).
+    assert_tiny_inputs_ok(umap_layout, n, key, n_epochs=20)
 
 
 @pytest.mark.parametrize(
