@@ -339,8 +339,9 @@ def sampled_kl(
     scale: float | jax.Array,
     dof: float | jax.Array = 1.0,
     attraction_weight: float | jax.Array = 1.0,
+    repulsion_weight: float | jax.Array = 1.0,
 ) -> jax.Array:
-    """``attraction_weight * attraction + sampled_repulsion(near=...)`` in one pass.
+    """``a * attraction + r * sampled_repulsion(near=...)`` in one pass.
 
     The same value as the two terms with the affinity neighbours as the exact
     ``near`` pairs, but the neighbours' distances are gathered once (and their
@@ -352,7 +353,9 @@ def sampled_kl(
         offsets: ``(m,)`` random offsets for the other pairs.
         scale: kernel scale ``s``.
         dof: kernel degrees of freedom ``a > 0``.
-        attraction_weight: factor on the attraction (e.g. early exaggeration).
+        attraction_weight: factor ``a`` on the attraction (e.g. times the
+            early exaggeration).
+        repulsion_weight: factor ``r`` on the repulsion.
 
     Returns:
         Scalar.
@@ -368,7 +371,7 @@ def sampled_kl(
 
     far = _far_mean(coords, offsets, affinities.indices, kernel)
     normaliser = jnp.sum(jnp.exp(-neg_log)) + n * (n - 1 - k) * far
-    return attraction_weight * attract + jnp.log(normaliser)
+    return attraction_weight * attract + repulsion_weight * jnp.log(normaliser)
 
 
 def _core_penalty(d2: jax.Array, radius: float | jax.Array) -> jax.Array:

@@ -412,16 +412,15 @@ def optimize_coords(
             # Attraction and repulsion share the neighbours' distances.
             neighbour_embedding = [
                 (
-                    weights.repulsion,
+                    1.0,
                     functools.partial(
                         objectives.sampled_kl,
                         affinities=affinities,
                         offsets=offsets,
                         scale=scale,
                         dof=kernel_dof,
-                        attraction_weight=exaggeration
-                        * weights.attraction
-                        / weights.repulsion,
+                        attraction_weight=exaggeration * weights.attraction,
+                        repulsion_weight=weights.repulsion,
                     ),
                 )
             ]
