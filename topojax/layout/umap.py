@@ -23,7 +23,8 @@ another. Each ordered pair is in the edge list once and moves only its head,
 so a pair's two ends each take one attractive step per use; umap-learn's
 sequential ``move_other`` pulls twice, but the second pull sees the already
 shortened distance, and with simultaneous updates a single pull measured
-better (trustworthiness and kNN recall) than a doubled one.
+better (trustworthiness and kNN recall) than a doubled one. For the same reason
+the default ``learning_rate`` is 0.25 rather than umap-learn's 1.0.
 
 Initialisation: the two principal components (`pca_init`, the projection of
 `pca.pca_coords`), not umap-learn's spectral embedding, scaled to ``[0, 10]^2``
@@ -283,7 +284,7 @@ def umap_layout(
     min_dist: float = 0.1,
     spread: float = 1.0,
     n_epochs: int | None = None,
-    learning_rate: float = 1.0,
+    learning_rate: float = 0.25,
     negative_sample_rate: int = 5,
     repulsion_strength: float = 1.0,
     trajectory_every: int | None = None,
@@ -302,7 +303,11 @@ def umap_layout(
         min_dist: smallest distance between embedded points.
         spread: scale of the embedded points.
         n_epochs: default 500 for up to 10000 neurons, else 200 (umap-learn).
-        learning_rate: initial step size, decaying linearly to 0.
+        learning_rate: initial step size, decaying linearly to 0. Default
+            0.25, not umap-learn's 1.0: all uses of an epoch are applied at
+            once (summed), and a quarter of the step keeps more neighbours
+            (demo MLP hidden2: trust/kNN recall 0.874/0.503 at 1.0, 0.892/0.568
+            at 0.25; umap-learn 0.899/0.568).
         negative_sample_rate: negative samples per positive sample.
         repulsion_strength: weight of the negative samples (umap-learn's gamma).
         trajectory_every: epochs between frames; default ``n_epochs // 100``.
