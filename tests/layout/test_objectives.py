@@ -291,3 +291,20 @@ def test_false_neighbours_formula_and_pairs():
         # Mutual k-nearest neighbours cost nothing; the weights are symmetric.
         assert np.all(np.asarray(excess) >= 0)
         np.testing.assert_allclose(excess, np.asarray(excess).T)
+
+
+def test_pair_counts_do_not_overflow_int32():
+    # n (n - 1) exceeds int32 from n = 46341; the estimates must stay finite.
+    n = 46_500
+    rng = np.random.default_rng(0)
+    y = jnp.asarray(rng.uniform(size=(n, 2)), jnp.float32)
+    near = jnp.asarray((np.arange(n)[:, None] + np.arange(1, 4)) % n)
+    offsets = jnp.array([5, 17])
+    aff = obj.Affinities(near, jnp.full((n, 3), 1.0 / (3 * n), jnp.float32))
+    values = [
+        obj.sampled_repulsion(y, offsets, scale=0.01),
+        obj.sampled_repulsion(y, offsets, scale=0.01, near=near),
+        obj.sampled_kl(y, aff, offsets, scale=0.01),
+    ]
+    # log Z is about log(n^2 * mean kernel): large and finite.
+    assert all(np.isfinite(float(v)) and float(v) > 10 for v in values)

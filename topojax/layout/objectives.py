@@ -307,9 +307,10 @@ def sampled_repulsion(
         return jnp.exp(-_neg_log_kernel(d2, scale, dof))
 
     if near is None:
-        return jnp.log(n * (n - 1) * _far_mean(coords, offsets, None, kernel))
+        # Pair counts as floats: n (n - 1) overflows int32 from n = 46341 on.
+        return jnp.log(float(n * (n - 1)) * _far_mean(coords, offsets, None, kernel))
     exact = jnp.sum(kernel(_sq_dist(coords[:, None, :], coords[near])))
-    rest = n * (n - 1 - near.shape[1])
+    rest = float(n * (n - 1 - near.shape[1]))
     return jnp.log(exact + rest * _far_mean(coords, offsets, near, kernel))
 
 
@@ -370,7 +371,7 @@ def sampled_kl(
         return jnp.exp(-_neg_log_kernel(d2, scale, dof))
 
     far = _far_mean(coords, offsets, affinities.indices, kernel)
-    normaliser = jnp.sum(jnp.exp(-neg_log)) + n * (n - 1 - k) * far
+    normaliser = jnp.sum(jnp.exp(-neg_log)) + float(n * (n - 1 - k)) * far
     return attraction_weight * attract + repulsion_weight * jnp.log(normaliser)
 
 
