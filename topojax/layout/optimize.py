@@ -59,6 +59,13 @@ EXACT_MAX = 512
 LONG_RUN_MAX = 2048
 # Steps between refreshes of the soft-core candidate pairs (sampled mode).
 _CANDIDATE_REFRESH = 10
+# Schedule, as fractions of the run: exaggeration (then kernel fitting) until
+# _EXAGGERATION_END; the soft core and false-neighbour terms ramp in linearly
+# from _LATE_START to the end; their candidate pairs are found from a little
+# before _LATE_START on.
+_EXAGGERATION_END = 0.25
+_LATE_START = 0.5
+_CANDIDATES_START = 0.45
 # Sort-order neighbours per neuron for the false-neighbour pairs (sampled mode).
 _PRECISION_WINDOW = 6
 
@@ -371,10 +378,12 @@ def optimize_coords(
         y = params["coords"]
         scale = kernel_scale * spacing * jnp.exp(params["log_scale"])
         kernel_dof = jnp.exp(params["log_dof"])
-        exaggeration = jnp.where(progress < 0.25, weights.exaggeration, 1.0)
+        exaggeration = jnp.where(
+            progress < _EXAGGERATION_END, weights.exaggeration, 1.0
+        )
         # The soft core and the false-neighbour term ramp in over the second
         # half; before that they are not even evaluated.
-        late = jnp.clip(2.0 * progress - 1.0, 0.0, 1.0)
+        late = jnp.clip((progress - _LATE_START) / (1.0 - _LATE_START), 0.0, 1.0)
         if exact:
             repel = functools.partial(objectives.repulsion, scale=scale, dof=kernel_dof)
             core = functools.partial(objectives.soft_core, radius=radius)
@@ -470,14 +479,14 @@ def optimize_coords(
         # Close pairs matter only once the late terms ramp in, and change
         # slowly; refreshing them every few steps is enough.
         candidates = jax.lax.cond(
-            (step_index % _CANDIDATE_REFRESH == 0) & (progress >= 0.45),
+            (step_index % _CANDIDATE_REFRESH == 0) & (progress >= _CANDIDATES_START),
             find_candidates,
             lambda _: candidates,
             params["coords"],
         )
         loss, grad = value_and_grad(params, candidates, rotation, offsets, progress)
         # The kernel shape is fitted only once the exaggeration phase is over.
-        fit_kernel = jnp.float32(learn_kernel) * (progress >= 0.25)
+        fit_kernel = jnp.float32(learn_kernel) * (progress >= _EXAGGERATION_END)
         grad = {
             "coords": grad["coords"],
             "log_dof": grad["log_dof"] * fit_kernel,
