@@ -139,9 +139,9 @@ def test_recovers_clusters_and_matches_sklearn_kl(key):
     reference = TSNE(
         perplexity=10.0, method="exact", init="pca", learning_rate="auto"
     ).fit(x)
-    # (Runs differ by their local minimum; without our seeded jitter the KL is
-    # within 3% of scikit-learn's.)
-    assert kl[-1] < 1.5 * reference.kl_divergence_
+    # (Both start from PCA without jitter; the starts differ slightly: ours is
+    # the PCA of the features' metric, scikit-learn's of the raw features.)
+    assert kl[-1] < 1.1 * reference.kl_divergence_
     # Frames before the first step, every 250 steps; the last is the result.
     assert layout.trajectory.shape == (5, 45, 2)
     np.testing.assert_allclose(layout.trajectory[-1], coords, atol=1e-6)
@@ -163,8 +163,13 @@ def test_deterministic_keys_and_no_recompile():
     np.testing.assert_array_equal(
         first, run(x, jax.random.key(0), return_trajectory=True).coords
     )
-    other_key = run(x, jax.random.key(1), return_trajectory=True).coords
-    assert not np.allclose(first, other_key, atol=1e-3)
+    # The PCA start is deterministic (as in scikit-learn): the key acts only
+    # through the optional jitter, a traced value (no recompilation).
+    np.testing.assert_array_equal(
+        first, run(x, jax.random.key(1), return_trajectory=True).coords
+    )
+    jittered = run(x, jax.random.key(1), return_trajectory=True, jitter=0.01).coords
+    assert not np.allclose(first, jittered, atol=1e-3)
     new_values, _ = clusters(4)
     run(new_values, jax.random.key(2), return_trajectory=True)
     assert _tsne_core._cache_size() == size
@@ -183,6 +188,7 @@ def test_tiny_dead_and_duplicate_inputs(n, key):
         (dict(n_iter=0), "n_iter"),
         (dict(n_iter=10, exaggeration_iter=20), "exaggeration_iter"),
         (dict(learning_rate=-1.0), "learning_rate"),
+        (dict(jitter=-0.1), "jitter"),
         (dict(exact="yes"), "exact"),
         (dict(init=np.zeros((3, 2))), "init must have shape"),
         (dict(return_trajectory=True, trajectory_every=0), "trajectory_every"),
