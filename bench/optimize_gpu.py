@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=65536, help="neurons")
     parser.add_argument("--steps", type=int, default=500, help="optimisation steps")
+    parser.add_argument(
+        "--negatives", type=int, help="random partners per step (default: optimize's)"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="warm runs (median)")
     parser.add_argument(
         "--quality-sample", type=int, default=4096, help="neurons for trust/recall"
@@ -83,19 +86,21 @@ def main(argv: list[str] | None = None) -> dict:
         f"warm {warm_aff:.2f} s"
     )
 
+    options = {"n_steps": args.steps, "n_negatives": args.negatives}
     start = time.perf_counter()
-    layout = _block(optimize(features, key=jax.random.key(0), n_steps=args.steps))
+    layout = _block(optimize(features, key=jax.random.key(0), **options))
     first = time.perf_counter() - start
     print(f"optimize first call (compile included): {first:.2f} s", flush=True)
     warm = []
     for seed in range(1, args.repeats + 1):
         start = time.perf_counter()
-        _block(optimize(features, key=jax.random.key(seed), n_steps=args.steps))
+        _block(optimize(features, key=jax.random.key(seed), **options))
         warm.append(time.perf_counter() - start)
     result = {
         "device": f"{device.platform} {device.device_kind}",
         "n": args.n,
         "steps": args.steps,
+        "negatives": args.negatives,
         "first_s": first,
         "warm_s": statistics.median(warm) if warm else None,
         "peak_device_mb": _peak_memory_mb(device),
