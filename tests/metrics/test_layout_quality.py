@@ -71,9 +71,54 @@ def test_perfect_and_shuffled_layouts():
 def test_blocks_do_not_change_ranks():
     features, coords = data(3)
     kwargs = dict(k=5, rank_metric="cosine", neighbour_metric="euclidean")
-    whole = _rank_score(features, coords, block_size=N, **kwargs)
-    blocked = _rank_score(features, coords, block_size=7, **kwargs)
+    counted = np.ones(N, np.float32)
+    whole = _rank_score(features, coords, counted, block_size=N, **kwargs)
+    blocked = _rank_score(features, coords, counted, block_size=7, **kwargs)
     assert float(whole) == pytest.approx(float(blocked), abs=1e-6)
+
+
+def numpy_trustworthiness(features, coords, k, counted):
+    """Venna & Kaski's formula, outer sum and ``n`` over the ``counted`` rows."""
+    n = len(features)
+    norms = np.linalg.norm(features.astype(np.float64), axis=1, keepdims=True)
+    unit = features / np.where(norms > 0, norms, 1.0)  # dead rows: distance 1
+    dist = 1.0 - unit @ unit.T
+    np.fill_diagonal(dist, np.inf)
+    ranks = np.argsort(np.argsort(dist, axis=1, kind="stable"), axis=1) + 1
+    map_dist = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.fill_diagonal(map_dist, np.inf)
+    nbrs = np.argsort(map_dist, axis=1, kind="stable")[:, :k]
+    excess = np.maximum(np.take_along_axis(ranks, nbrs, axis=1) - k, 0).sum(axis=1)
+    total = excess[counted].sum()
+    return 1.0 - 2.0 * total / (counted.sum() * k * (2 * n - 3 * k - 1))
+
+
+def test_dead_neurons_are_left_out_of_the_averages():
+    # A dead neuron is at cosine distance 1 from everyone: its neighbours are
+    # undefined (scikit-learn ranks them by index), so its own row does not
+    # count; where dead neurons sit among themselves then changes nothing.
+    features, coords = data(2)
+    features[[5, 6, 7, 40, 50, 60, 70, 80]] = 0.0
+    live = np.abs(features).sum(axis=1) > 0
+    expected = numpy_trustworthiness(features, coords, 5, live)
+    got = float(trustworthiness(features, coords, 5))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # Dead neurons set apart from the live ones: stacked on one spot (which
+    # index tie-breaking used to reward) or spread out, the scores are equal.
+    stacked, spread = coords.copy(), coords.copy()
+    stacked[~live] = 100.0
+    spread[~live] = 100.0 + np.arange(8)[::-1, None] * np.array([0.3, 0.1])
+    for score in (trustworthiness, continuity, knn_recall):
+        assert float(score(features, stacked, 5)) == pytest.approx(
+            float(score(features, spread, 5)), abs=1e-6
+        )
+    # scikit-learn's convention (every row) differs here:
+    assert sklearn_trustworthiness(
+        features, stacked, n_neighbors=5, metric="cosine"
+    ) != pytest.approx(
+        sklearn_trustworthiness(features, spread, n_neighbors=5, metric="cosine"),
+        abs=1e-6,
+    )
 
 
 def numpy_recall(a: np.ndarray, b: np.ndarray, k: int) -> float:

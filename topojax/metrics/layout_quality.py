@@ -82,6 +82,7 @@ def _neighbours(points: jax.Array, k: int, metric: str, block_size: int) -> jax.
 def _rank_score(
     rank_space: jax.Array,
     neighbour_space: jax.Array,
+    counted: jax.Array,
     *,
     k: int,
     rank_metric: str,
@@ -92,7 +93,8 @@ def _rank_score(
 
     ``N_k(i)``: the ``k`` nearest neighbours of ``i`` in ``neighbour_space``;
     ``r(i, j)``: the rank (1 = nearest) of ``j`` among the other rows by distance
-    from ``i`` in ``rank_space``, ties broken by lower index.
+    from ``i`` in ``rank_space``, ties broken by lower index. The sum and ``n``
+    in front of it run over the rows with ``counted`` 1 (see `_counted_rows`).
     """
     n = rank_space.shape[0]
     neighbours = _neighbours(neighbour_space, k, neighbour_metric, block_size)
@@ -101,10 +103,11 @@ def _rank_score(
     rows = jnp.pad(rank_space, ((0, pad), (0, 0))).reshape(n_blocks, block, -1)
     ids = jnp.arange(n_blocks * block).reshape(n_blocks, block)
     nbrs = jnp.pad(neighbours, ((0, pad), (0, 0))).reshape(n_blocks, block, k)
+    weights = jnp.pad(counted, (0, pad)).reshape(n_blocks, block)
     columns = jnp.arange(n)
 
     def one_block(args):
-        rows, row_ids, nbrs = args
+        rows, row_ids, nbrs, weights = args
         dist = _distances(rows, rank_space, rank_metric)
         dist = jnp.where(row_ids[:, None] == columns[None, :], jnp.inf, dist)
         to_nbr = jnp.take_along_axis(dist, nbrs, axis=1)
@@ -113,11 +116,27 @@ def _rank_score(
             columns[None, None, :] < nbrs[:, :, None]
         )
         rank = jnp.sum(closer | tied, axis=2) + 1
-        excess = jnp.maximum(rank - k, 0)
-        return jnp.sum(jnp.where(row_ids[:, None] < n, excess, 0))
+        excess = jnp.maximum(rank - k, 0).astype(jnp.float32)
+        return jnp.sum(weights[:, None] * excess)
 
-    total = jnp.sum(jax.lax.map(one_block, (rows, ids, nbrs)).astype(jnp.float32))
-    return 1.0 - total * (2.0 / (n * k * (2.0 * n - 3.0 * k - 1.0)))
+    total = jnp.sum(jax.lax.map(one_block, (rows, ids, nbrs, weights)))
+    n_counted = jnp.maximum(jnp.sum(counted), 1.0)
+    return 1.0 - total * (2.0 / (n_counted * k * (2.0 * n - 3.0 * k - 1.0)))
+
+
+def _counted_rows(features: jax.Array, metric: str) -> jax.Array:
+    """``(n,)`` float32: 1 for neurons whose feature neighbours are defined.
+
+    Under cosine or correlation a dead neuron (all-zero profile; constant for
+    correlation) is at distance 1 from every other neuron: its "nearest
+    neighbours" would be decided by tie-breaking on the neuron index, so its
+    own row is left out of the averages. It still counts as a (far) neighbour
+    of the others. Euclidean: every row counts.
+    """
+    if metric == "euclidean":
+        return jnp.ones(features.shape[:1], jnp.float32)
+    prepared, _ = prepare(features, metric)
+    return (jnp.sum(prepared**2, axis=1) > 0.5).astype(jnp.float32)
 
 
 def _check_pair(features, coords, metric: str) -> tuple[jax.Array, jax.Array]:
@@ -149,7 +168,12 @@ def trustworthiness(
     """Trustworthiness of a layout: penalises map neighbours that are far in features.
 
     Same value as ``sklearn.manifold.trustworthiness(features, coords,
-    n_neighbors=k, metric=metric)``, computed in blocks of rows.
+    n_neighbors=k, metric=metric)``, computed in blocks of rows, except that
+    under cosine or correlation dead neurons (all-zero profiles), whose
+    neighbours are undefined, are left out of the average over neurons (they
+    still count as far-away map neighbours of the others; see
+    `_counted_rows`). scikit-learn ranks their equidistant neighbours by index,
+    which rewards layouts that stack dead neurons on one spot.
 
     Args:
         features: ``(n_neurons, n_features)``.
@@ -170,6 +194,7 @@ def trustworthiness(
     return _rank_score(
         features,
         coords,
+        _counted_rows(features, metric),
         k=k,
         rank_metric=metric,
         neighbour_metric="euclidean",
@@ -188,7 +213,7 @@ def continuity(
     """Continuity of a layout: penalises feature neighbours that are far on the map.
 
     The mirror of `trustworthiness`: ranks are taken on the map and neighbours
-    in feature space.
+    in feature space. Dead neurons' own rows are left out, as there.
 
     Args:
         features: ``(n_neurons, n_features)``.
@@ -208,6 +233,7 @@ def continuity(
     return _rank_score(
         coords,
         features,
+        _counted_rows(features, metric),
         k=k,
         rank_metric="euclidean",
         neighbour_metric=metric,
@@ -219,6 +245,7 @@ def continuity(
 def _recall(
     a: jax.Array,
     b: jax.Array,
+    counted: jax.Array,
     *,
     k: int,
     metric_a: str,
@@ -228,7 +255,8 @@ def _recall(
     nbrs_a = _neighbours(a, k, metric_a, block_size)
     nbrs_b = _neighbours(b, k, metric_b, block_size)
     kept = jnp.any(nbrs_a[:, :, None] == nbrs_b[:, None, :], axis=2)
-    return jnp.mean(kept.astype(jnp.float32))
+    per_row = jnp.mean(kept.astype(jnp.float32), axis=1)
+    return jnp.sum(counted * per_row) / jnp.maximum(jnp.sum(counted), 1.0)
 
 
 def _check_recall_k(k: int, n: int) -> None:
@@ -257,8 +285,9 @@ def knn_recall(
 
     Returns:
         Scalar float32 in ``[0, 1]``: the mean over neurons of
-        ``|N_k^features(i) & N_k^map(i)| / k``. A random layout scores about
-        ``k / (n_neurons - 1)``.
+        ``|N_k^features(i) & N_k^map(i)| / k`` (dead neurons left out under
+        cosine or correlation, as in `trustworthiness`). A random layout scores
+        about ``k / (n_neurons - 1)``.
 
     Raises:
         ValueError: bad shapes, non-finite values, unknown metric or bad ``k``.
@@ -268,6 +297,7 @@ def knn_recall(
     return _recall(
         features,
         coords,
+        _counted_rows(features, metric),
         k=k,
         metric_a=metric,
         metric_b="euclidean",
@@ -297,6 +327,7 @@ def ground_truth_recall(
     return _recall(
         true_coords,
         coords,
+        jnp.ones(true_coords.shape[:1], jnp.float32),
         k=k,
         metric_a="euclidean",
         metric_b="euclidean",
