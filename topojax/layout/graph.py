@@ -1,5 +1,8 @@
 """Threshold-graph layout (the paper's ``graph``), Fruchterman-Reingold in JAX.
 
+Dead neurons (all-zero profiles) are first made each other's neighbours under
+cosine or correlation (`base.flag_dead`), as the paper's ``x + 1e-15`` does.
+
 1. The threshold ``t`` is the 7.5th percentile of the pairwise distances: exact
    over all pairs when there are at most ``n_sample_pairs`` of them, else
    estimated from that many random pairs (never an ``(n, n)`` matrix then).
@@ -36,6 +39,7 @@ import scipy.sparse.csgraph
 from topojax.layout.base import (
     Layout,
     check_features,
+    flag_dead,
     knn,
     make_layout,
     pairwise_distances,
@@ -304,6 +308,9 @@ def graph_layout(
     if not 0 <= percentile <= 100:
         raise ValueError(f"percentile must be in [0, 100]; got {percentile!r}")
     n = features.shape[0]
+    # Dead neurons are each other's neighbours (as in the paper, which adds
+    # 1e-15 to every profile), not isolated components joined at random.
+    features, metric = flag_dead(features, metric)
     neighbours, edge_mask = threshold_graph(
         features,
         key,
