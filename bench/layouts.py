@@ -42,7 +42,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
-CHAINS = ("umap+swarm", "tsne+swarm", "graph+swarm", "optimize+grid")
+CHAINS = ("umap+swarm", "tsne+swarm", "graph+swarm", "optimize+grid", "optimize+fill")
 N_QUALITY_SEEDS = 3
 N_WARM = int(os.environ.get("TOPOJAX_BENCH_WARM", "3"))
 

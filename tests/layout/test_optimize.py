@@ -127,7 +127,7 @@ def test_init_from_method_name_or_coords_and_chain(key):
     [
         ({"n_steps": 0}, "n_steps"),
         ({"return_trajectory": True, "n_frames": 7}, "n_frames"),
-        ({"init": np.zeros((5, 2))}, "init must be"),
+        ({"init": np.zeros((5, 2))}, "init must have shape"),
         ({"init": "nope"}, "unknown layout method"),
         ({"shape": "hexagon"}, "unknown shape"),
         ({"perplexity": 0.0}, "perplexity"),

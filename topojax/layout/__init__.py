@@ -25,6 +25,7 @@ from topojax.layout.base import (
     pairwise_distances,
     rescale_unit,
 )
+from topojax.layout.fill import fill_layout, fill_shape
 from topojax.layout.graph import graph_layout
 from topojax.layout.grid import grid_layout, snap_to_grid
 from topojax.layout.optimize import optimize as optimize_layout
@@ -47,6 +48,7 @@ METHODS: dict[str, LayoutFn] = {
     "swarm": swarm_layout,
     "optimize": optimize_layout,
     "grid": grid_layout,
+    "fill": fill_layout,
 }
 
 
@@ -108,6 +110,8 @@ __all__ = [
     "Layout",
     "LayoutFn",
     "check_features",
+    "fill_layout",
+    "fill_shape",
     "get_method",
     "graph_layout",
     "grid_layout",

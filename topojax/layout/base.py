@@ -237,3 +237,36 @@ def make_layout(
         trajectory=trajectory,
         losses=losses,
     )
+
+
+def initial_layout(
+    features: jax.Array, init, *, key: jax.Array, metric: str, default: str = "pca"
+) -> np.ndarray:
+    """The layout a refinement starts from: coordinates, or a method to run.
+
+    Args:
+        features: checked ``(n_neurons, n_features)``.
+        init: ``(n_neurons, 2)`` coordinates, a method name in
+            ``topojax.layout.METHODS``, or None for ``default``.
+        key: PRNG key for the method.
+        metric: feature distance for the method.
+        default: method used when ``init`` is None.
+
+    Returns:
+        ``(n_neurons, 2)`` float32 coordinates.
+
+    Raises:
+        ValueError: coordinates of the wrong shape or not finite.
+    """
+    if init is None or isinstance(init, str):
+        from topojax.layout import get_method  # the registry imports this module
+
+        init = get_method(init or default)(features, key=key, metric=metric).coords
+    init = np.asarray(init, dtype=np.float32)
+    if init.shape != (features.shape[0], 2):
+        raise ValueError(
+            f"init must have shape ({features.shape[0]}, 2); got {init.shape}"
+        )
+    if not np.isfinite(init).all():
+        raise ValueError("init must contain finite coordinates")
+    return init

@@ -26,7 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 
-from topojax.layout.base import Layout, check_features, make_layout, rescale_unit
+from topojax.layout.base import (
+    Layout,
+    check_features,
+    initial_layout,
+    make_layout,
+    rescale_unit,
+)
 
 # Largest n for the exact assignment (an (n, side^2) cost matrix on the host).
 EXACT_MAX = 1024
@@ -207,15 +213,7 @@ def grid_layout(
         `Layout` named ``"grid"``.
     """
     features = check_features(features, metric=metric)
-    if init is None or isinstance(init, str):
-        from topojax.layout import get_method  # the registry imports this module
-
-        init = get_method(init or "pca")(features, key=key, metric=metric).coords
-    init = np.asarray(init, dtype=np.float32)
-    if init.shape != (features.shape[0], 2):
-        raise ValueError(
-            f"init must have shape ({features.shape[0]}, 2); got {init.shape}"
-        )
+    init = initial_layout(features, init, key=key, metric=metric)
     return snap_to_grid(init, exact=exact)
 
 

@@ -39,7 +39,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from topojax.layout import objectives
@@ -47,6 +46,7 @@ from topojax.layout.base import (
     Layout,
     check_features,
     flag_dead,
+    initial_layout,
     knn,
     make_layout,
     pairwise_distances,
@@ -551,18 +551,7 @@ _RESCALE = {"square": rescale_unit, "disk": _rescale_disk}
 
 def _initial_coords(features, init, key, metric: str) -> jax.Array:
     """Initial positions in ``[0.1, 0.9]^2`` from an array or a method name."""
-    if init is None:
-        init = "pca"
-    if isinstance(init, str):
-        from topojax.layout import get_method  # the registry imports this module
-
-        init = get_method(init)(features, key=key, metric=metric).coords
-    init = np.asarray(init, dtype=np.float32)
-    if init.shape != (features.shape[0], 2) or not np.all(np.isfinite(init)):
-        raise ValueError(
-            f"init must be finite coordinates of shape ({features.shape[0]}, 2); "
-            f"got shape {init.shape}"
-        )
+    init = initial_layout(features, init, key=key, metric=metric)
     return 0.1 + 0.8 * rescale_unit(jnp.asarray(init))
 
 
