@@ -149,16 +149,20 @@ def flag_dead(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
 def pairwise_distances(x: jax.Array, y: jax.Array, metric: str) -> jax.Array:
     """Distances between the rows of ``x`` ``(n, d)`` and ``y`` ``(m, d)``.
 
-    Uses one matrix product (no ``(n, m, d)`` intermediate). Cosine and
-    correlation distances are ``1 - similarity``, with a zero row at similarity
-    0 to everything (distance 1), including itself.
+    Uses one matrix product (no ``(n, m, d)`` intermediate) at full float32
+    precision: on GPUs JAX's default would use TensorFloat-32 (10-bit
+    mantissa), which reorders near neighbours (measured on an H100 at 16384
+    neurons, k-NN and metrics both affected: kNN recall@10 of `optimize` 0.748
+    with it, 0.786 without, as on the CPU). Cosine
+    and correlation distances are ``1 - similarity``, with a zero row at
+    similarity 0 to everything (distance 1), including itself.
 
     Returns:
         ``(n, m)`` float32 distances, >= 0.
     """
     px, _ = prepare(x, metric)
     py, _ = prepare(y, metric)
-    gram = px @ py.T
+    gram = jnp.matmul(px, py.T, precision=jax.lax.Precision.HIGHEST)
     if metric == "euclidean":
         sq = (
             jnp.sum(px * px, axis=1)[:, None]
