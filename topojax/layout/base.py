@@ -125,6 +125,19 @@ def prepare(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
     return features, metric
 
 
+def live_rows(features: jax.Array, metric: str) -> jax.Array:
+    """``(n,)`` float32: 1 for neurons with a direction, 0 for dead ones.
+
+    Under cosine or correlation a dead neuron (all-zero profile; constant for
+    correlation) has no direction: it is at distance 1 from every neuron, so
+    it has no nearest neighbours of its own. Under Euclidean every row is live.
+    """
+    if metric == "euclidean":
+        return jnp.ones(features.shape[:1], jnp.float32)
+    unit, _ = prepare(features, metric)
+    return (jnp.sum(unit**2, axis=1) > 0.5).astype(jnp.float32)
+
+
 def flag_dead(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
     """Features on which dead neurons are neighbours of each other only.
 
@@ -142,7 +155,7 @@ def flag_dead(features: jax.Array, metric: str) -> tuple[jax.Array, str]:
     if metric == "euclidean":
         return features, metric
     unit, _ = prepare(features, metric)
-    dead = jnp.sum(unit**2, axis=1, keepdims=True) < 0.5
+    dead = 1.0 - live_rows(features, metric)[:, None]
     return jnp.concatenate([unit, dead.astype(unit.dtype)], axis=1), "cosine"
 
 

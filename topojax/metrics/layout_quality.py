@@ -23,7 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from topojax.layout.base import check_features, pairwise_distances, prepare
+from topojax.layout.base import (
+    check_features,
+    live_rows,
+    pairwise_distances,
+    prepare,
+)
 
 # Rank counts build a (block, k, n) boolean array per block.
 _BLOCK = 128
@@ -94,7 +99,7 @@ def _rank_score(
     ``N_k(i)``: the ``k`` nearest neighbours of ``i`` in ``neighbour_space``;
     ``r(i, j)``: the rank (1 = nearest) of ``j`` among the other rows by distance
     from ``i`` in ``rank_space``, ties broken by lower index. The sum and ``n``
-    in front of it run over the rows with ``counted`` 1 (see `_counted_rows`).
+    in front of it run over the rows with ``counted`` 1 (`base.live_rows`).
     """
     n = rank_space.shape[0]
     neighbours = _neighbours(neighbour_space, k, neighbour_metric, block_size)
@@ -122,21 +127,6 @@ def _rank_score(
     total = jnp.sum(jax.lax.map(one_block, (rows, ids, nbrs, weights)))
     n_counted = jnp.maximum(jnp.sum(counted), 1.0)
     return 1.0 - total * (2.0 / (n_counted * k * (2.0 * n - 3.0 * k - 1.0)))
-
-
-def _counted_rows(features: jax.Array, metric: str) -> jax.Array:
-    """``(n,)`` float32: 1 for neurons whose feature neighbours are defined.
-
-    Under cosine or correlation a dead neuron (all-zero profile; constant for
-    correlation) is at distance 1 from every other neuron: its "nearest
-    neighbours" would be decided by tie-breaking on the neuron index, so its
-    own row is left out of the averages. It still counts as a (far) neighbour
-    of the others. Euclidean: every row counts.
-    """
-    if metric == "euclidean":
-        return jnp.ones(features.shape[:1], jnp.float32)
-    prepared, _ = prepare(features, metric)
-    return (jnp.sum(prepared**2, axis=1) > 0.5).astype(jnp.float32)
 
 
 def _check_pair(features, coords, metric: str) -> tuple[jax.Array, jax.Array]:
@@ -172,8 +162,9 @@ def trustworthiness(
     under cosine or correlation dead neurons (all-zero profiles), whose
     neighbours are undefined, are left out of the average over neurons (they
     still count as far-away map neighbours of the others; see
-    `_counted_rows`). scikit-learn ranks their equidistant neighbours by index,
-    which rewards layouts that stack dead neurons on one spot.
+    `topojax.layout.base.live_rows`). scikit-learn ranks their equidistant
+    neighbours by index, which rewards layouts that stack dead neurons on one
+    spot.
 
     Args:
         features: ``(n_neurons, n_features)``.
@@ -194,7 +185,7 @@ def trustworthiness(
     return _rank_score(
         features,
         coords,
-        _counted_rows(features, metric),
+        live_rows(features, metric),
         k=k,
         rank_metric=metric,
         neighbour_metric="euclidean",
@@ -233,7 +224,7 @@ def continuity(
     return _rank_score(
         coords,
         features,
-        _counted_rows(features, metric),
+        live_rows(features, metric),
         k=k,
         rank_metric="euclidean",
         neighbour_metric=metric,
@@ -297,7 +288,7 @@ def knn_recall(
     return _recall(
         features,
         coords,
-        _counted_rows(features, metric),
+        live_rows(features, metric),
         k=k,
         metric_a=metric,
         metric_b="euclidean",
