@@ -113,7 +113,6 @@ def main(argv: list[str] | None = None) -> None:
         k=0,
         block_size=1024,
         every=0,
-        has_init=True,
     )
     report("topojax loop, scikit-learn's inputs", coords, float(kl[-1]))
     for dtype in (np.float32, np.float64):

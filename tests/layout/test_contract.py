@@ -89,9 +89,7 @@ def test_jit_equals_eager(name, key):
     compiled = check_coords(run(name, x, key), 5)
     with jax.disable_jit():
         eager = check_coords(run(name, x, key), 5)
-    # float32 rounding differs between fused (jit) and op-by-op (eager) kernels
-    # and grows a little over the iterations.
-    np.testing.assert_allclose(compiled, eager, atol=3e-5)
+    np.testing.assert_allclose(compiled, eager, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", METHOD_NAMES)

@@ -48,7 +48,6 @@ from topojax.layout._iterative import (
     check_positive,
     check_positive_int,
     frame_stride,
-    pca_init,
     rescale_frames,
     scan_with_frames,
     symmetric_edges,
@@ -62,6 +61,7 @@ from topojax.layout.base import (
     pairwise_distances,
     rescale_unit,
 )
+from topojax.layout.pca import pca_coords
 
 EXACT_MAX_NEURONS = 4096
 _TINY = 1e-12
@@ -241,7 +241,6 @@ def _sparse_gradient(y, edges, exaggeration, block_size):
         "k",
         "block_size",
         "every",
-        "has_init",
     ),
 )
 def _tsne_core(
@@ -259,7 +258,6 @@ def _tsne_core(
     k: int,
     block_size: int,
     every: int,
-    has_init: bool,
 ):
     n = features.shape[0]
     if k == 0:
@@ -271,8 +269,7 @@ def _tsne_core(
             _sparse_gradient, edges=edges, block_size=block_size
         )
 
-    start = init if has_init else pca_init(features, metric)
-    start = start - start.mean(axis=0, keepdims=True)
+    start = init - init.mean(axis=0, keepdims=True)
     spread = jnp.std(start[:, 0])
     start = start / jnp.where(spread > _TINY, spread, 1.0) * 1e-4
     start = start + 1e-4 * jitter * jax.random.normal(key, (n, 2))
@@ -378,11 +375,15 @@ def tsne_layout(
     every = frame_stride(return_trajectory, trajectory_every, n_iter)
 
     perplexity = min(perplexity, max((n - 1) / 3, 1.0))
+    # The start is the PCA of the features as given; only the affinities see
+    # dead neurons as each other's neighbours.
+    if init is None:
+        init = pca_coords(features, metric)
     features, metric = flag_dead(features, metric)
     k = 0 if exact or n < 2 else min(n - 1, int(3 * perplexity + 1))
     coords, frames, kl = _tsne_core(
         features,
-        jnp.zeros((n, 2), jnp.float32) if init is None else init,
+        init,
         key,
         jnp.float32(perplexity),
         jnp.float32(early_exaggeration),
@@ -394,6 +395,5 @@ def tsne_layout(
         k=k,
         block_size=block_size,
         every=every,
-        has_init=init is not None,
     )
     return Layout(coords=coords, method="tsne", trajectory=frames, losses=kl)
