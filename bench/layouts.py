@@ -19,6 +19,9 @@ Reference libraries, run like the paper does (cosine metric):
 - ``nx-graph``: the paper's threshold graph (scipy pdist) laid out by networkx
   ``spring_layout(method="force")``.
 
+``--truth`` adds a ``truth`` row per synthetic input: the neurons' true sheet
+positions, the ideal map (what any layout is measured against).
+
 Examples::
 
     python bench/layouts.py --sizes 256,1024
@@ -241,7 +244,14 @@ def worker(input_path: Path, method: str) -> dict:
     data = np.load(input_path)
     features = data["features"]
     true_coords = data["true_coords"] if "true_coords" in data else None
-    if method in PEERS:
+    if method == "truth":
+        if true_coords is None:
+            raise ValueError(f"{input_path.name} has no true coordinates")
+
+        def run(seed):
+            # The synthetic neurons' own sheet positions: the ideal map.
+            return np.asarray(true_coords, dtype=np.float32)
+    elif method in PEERS:
         peer = PEERS[method]
 
         def run(seed):
@@ -386,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-synthetic", action="store_true")
     parser.add_argument(
+        "--truth",
+        action="store_true",
+        help="also a 'truth' row: the synthetic layer's true sheet positions",
+    )
+    parser.add_argument(
         "--inputs", help="keep only inputs whose file name contains one of these"
     )
     parser.add_argument(
@@ -432,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in inputs:
         n = int(np.load(path)["features"].shape[0])
         names = methods + [p for p in peers if n <= args.peer_max_n]
+        if args.truth and "true_coords" in np.load(path):
+            names.append("truth")
         for method in names:
             row = run_worker(path, method, args.timeout)
             rows.append(row)

@@ -32,6 +32,7 @@ from topojax.layout.optimize import optimize as optimize_layout
 from topojax.layout.pca import pca_layout
 from topojax.layout.random import random_layout
 from topojax.layout.som import som_layout
+from topojax.layout.spectral import spectral as spectral_layout
 from topojax.layout.swarm import swarm_layout
 from topojax.layout.tsne import tsne_layout
 from topojax.layout.umap import umap_layout
@@ -41,6 +42,7 @@ LayoutFn = Callable[..., Layout]
 METHODS: dict[str, LayoutFn] = {
     "random": random_layout,
     "pca": pca_layout,
+    "spectral": spectral_layout,
     "som": som_layout,
     "graph": graph_layout,
     "tsne": tsne_layout,
@@ -125,6 +127,7 @@ __all__ = [
     "rescale_unit",
     "snap_to_grid",
     "som_layout",
+    "spectral_layout",
     "swarm_layout",
     "tsne_layout",
     "umap_layout",
