@@ -47,7 +47,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
-CHAINS = ("umap+swarm", "tsne+swarm", "graph+swarm", "optimize+grid", "optimize+fill")
+CHAINS = ("umap+swarm", "tsne+swarm", "graph+swarm", "optimize+grid", "umap+fill")
+# Methods with options: name -> (method, keyword arguments).
+VARIANTS = {"optimize-nofill": ("optimize", {"fill": False})}
 N_QUALITY_SEEDS = int(os.environ.get("TOPOJAX_BENCH_SEEDS", "3"))
 N_WARM = int(os.environ.get("TOPOJAX_BENCH_WARM", "3"))
 
@@ -262,10 +264,11 @@ def worker(input_path: Path, method: str) -> dict:
             coords = (coords - coords.min(axis=0)) / np.where(span > 0, span, 1.0)
             return coords.astype(np.float32)
     else:
-        fn = get_method(method)
+        name, options = VARIANTS.get(method, (method, {}))
+        fn = get_method(name)
 
         def run(seed):
-            return np.asarray(fn(features, key=jax.random.key(seed)).coords)
+            return np.asarray(fn(features, key=jax.random.key(seed), **options).coords)
 
     _reset_peak_rss()
     baseline = _status_mb("VmRSS")
@@ -375,6 +378,7 @@ def topojax_methods(selected: list[str] | None) -> list[str]:
 
     names = sorted(METHODS)
     names += [c for c in CHAINS if all(p in METHODS for p in c.split("+"))]
+    names += list(VARIANTS)
     return [m for m in names if selected is None or m in selected]
 
 

@@ -52,6 +52,7 @@ from topojax.layout.base import (
     pairwise_distances,
     rescale_unit,
 )
+from topojax.layout.fill import fill_shape
 from topojax.layout.spectral import spectral_start
 
 # Above this many neurons the pairwise terms are sampled (see module docstring).
@@ -577,6 +578,7 @@ def optimize(
     exact: bool | None = None,
     return_trajectory: bool = False,
     n_frames: int = 50,
+    fill: bool = True,
 ) -> Layout:
     """Lay out neurons by minimising the topographic objective with optax.
 
@@ -616,6 +618,10 @@ def optimize(
             ``n_neurons <= EXACT_MAX``.
         return_trajectory: also return ``n_frames`` intermediate positions.
         n_frames: frames of the trajectory (must divide ``n_steps``).
+        fill: finally stretch the outline onto the square (or disk) with
+            `topojax.layout.fill.fill_shape` (its rim only), so that maps have
+            no blank corners; the trajectory is not stretched. False returns
+            the minimiser's positions, only rescaled.
 
     Returns:
         `Layout` with ``coords`` ``(n_neurons, 2)`` in ``[0, 1]^2``, ``losses``
@@ -693,8 +699,11 @@ def optimize(
         exact=exact,
         shape=shape,
     )
+    coords = _RESCALE[shape](result.coords)
+    if fill:
+        coords = fill_shape(coords, shape=shape).coords
     return Layout(
-        coords=_RESCALE[shape](result.coords),
+        coords=coords,
         method="optimize",
         trajectory=result.trajectory if return_trajectory else None,
         losses=result.losses,
