@@ -44,7 +44,9 @@ def _peak_memory_mb(device) -> float | None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=65536, help="neurons")
-    parser.add_argument("--steps", type=int, default=500, help="optimisation steps")
+    parser.add_argument(
+        "--steps", type=int, help="optimisation steps (default: optimize's)"
+    )
     parser.add_argument(
         "--negatives", type=int, help="random partners per step (default: optimize's)"
     )

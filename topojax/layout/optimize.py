@@ -21,6 +21,11 @@ tails, continuous sheets light ones. Positions live in map units, so the
 kernel scale and the radii are multiples of the typical spacing ``1 / sqrt(n)``
 of ``n`` evenly spread neurons.
 
+The run starts from the `spectral` layout of the same affinities (Laplacian
+eigenmaps: a sheet of profiles curved in feature space is laid out flat, where
+a PCA start folds it) and ends, after rescaling, with the rim stretch of
+`topojax.layout.fill` (``fill=True``), so that the convex hull fills the map.
+
 For ``n <= EXACT_MAX`` every pair enters exactly. Above it the repulsion sums
 each neuron's affinity neighbours exactly and estimates the other pairs from
 32 random partners per neuron and per step (128 above 4096 neurons, where
