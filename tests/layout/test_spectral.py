@@ -6,9 +6,10 @@ import scipy.linalg
 from test_optimize import sheet
 
 from topojax.layout import get_method
+from topojax.layout.base import live_rows
 from topojax.layout.optimize import layout_affinities
 from topojax.layout.pca import pca_coords
-from topojax.layout.spectral import spectral, spectral_coords
+from topojax.layout.spectral import dense_spectral_coords, spectral, spectral_coords
 from topojax.metrics import ground_truth_recall
 
 
@@ -43,23 +44,35 @@ def sheet_graph():
     return features, positions, affinities
 
 
-def test_dense_path_matches_scipy(sheet_graph):
+def test_dense_path_matches_a_direct_eigendecomposition(sheet_graph):
     _, _, affinities = sheet_graph
     indices, weights = np.asarray(affinities.indices), np.asarray(affinities.weights)
-    ours = np.asarray(
-        spectral_coords(indices, weights, jnp.zeros((200, 2)), dense=True)
-    )
+    ours = dense_spectral_coords(indices, weights, np.ones(200, bool))
     assert _same_plane(ours, _reference(indices, weights.astype(np.float64))) > 0.999
 
 
-def test_lobpcg_path_finds_the_same_plane(sheet_graph):
-    features, _, affinities = sheet_graph
+@pytest.mark.parametrize("n_dead", [0, 7])
+def test_lobpcg_path_finds_the_same_plane(n_dead):
+    features, _ = sheet(n=200)
+    features[:n_dead] = 0.0
+    affinities = layout_affinities(jnp.asarray(features))
+    live = live_rows(jnp.asarray(features), "cosine")
     start = pca_coords(jnp.asarray(features), "cosine")
-    args = (affinities.indices, affinities.weights, start)
-    dense = np.asarray(spectral_coords(*args, dense=True))
-    sparse = np.asarray(spectral_coords(*args, dense=False))
-    # 50 iterations from PCA; measured cosine 1.0000 at 200 neurons.
-    assert _same_plane(dense, sparse) > 0.99
+    dense = dense_spectral_coords(
+        np.asarray(affinities.indices),
+        np.asarray(affinities.weights),
+        np.asarray(live) > 0.5,
+    )
+    sparse = np.asarray(
+        spectral_coords(affinities.indices, affinities.weights, start, live=live)
+    )
+    # 50 iterations from PCA; measured cosine 1.0000 at 200 neurons. Dead
+    # neurons sit at the centroid of the others in both.
+    alive = slice(n_dead, None)
+    assert _same_plane(dense[alive], sparse[alive]) > 0.99
+    np.testing.assert_allclose(
+        sparse[:n_dead], np.broadcast_to(sparse[alive].mean(0), (n_dead, 2)), atol=1e-5
+    )
 
 
 def test_lays_a_curved_sheet_out_flatter_than_pca(sheet_graph, key):

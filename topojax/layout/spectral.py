@@ -19,18 +19,20 @@ recall, close to the 0.005 of a start from the true sheet positions.
 Dead neurons (no direction under cosine/correlation: `base.live_rows`) have no
 neighbours; they are left out of the graph and placed at the centroid.
 
-Up to `DENSE_MAX` neurons the eigenvectors come from a dense ``eigh``; above it
-from LOBPCG (`jax.experimental.sparse.linalg.lobpcg_standard`, started from
-the PCA coordinates) on the sparse operator, memory ``O(n k)``: never an
-``(n, n)`` matrix.
+Up to `DENSE_MAX` neurons the eigenvectors come from a dense SciPy ``eigh``
+(`dense_spectral_coords`: milliseconds, where compiling would take about a second
+per layer size); above it from LOBPCG
+(`jax.experimental.sparse.linalg.lobpcg_standard`, started from the PCA
+coordinates) on the sparse operator, memory ``O(n k)``: never an ``(n, n)``
+matrix.
 """
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
 from jax.experimental.sparse.linalg import lobpcg_standard
 
 from topojax.layout.base import Layout, check_features, live_rows, make_layout
@@ -60,7 +62,7 @@ def _graph_product(indices: jax.Array, weights: jax.Array, x: jax.Array) -> jax.
     return forward + backward
 
 
-@functools.partial(jax.jit, static_argnames=("dense",))
+@jax.jit
 def spectral_coords(
     indices: jax.Array,
     weights: jax.Array,
@@ -68,21 +70,18 @@ def spectral_coords(
     *,
     live: jax.Array | None = None,
     regularization: float | jax.Array = 1e-3,
-    dense: bool = True,
 ) -> jax.Array:
-    """The two leading non-trivial eigenvectors of the normalised affinity graph.
+    """The leading non-trivial eigenvectors of the normalised graph, by LOBPCG.
 
     Args:
         indices: ``(n, k)`` neighbour indices of the affinity edge list.
         weights: ``(n, k)`` non-negative edge weights.
-        start: ``(n, 2)`` LOBPCG's starting block, e.g. the PCA coordinates
-            (unused when ``dense``).
+        start: ``(n, 2)`` LOBPCG's starting block, e.g. the PCA coordinates.
         live: optional ``(n,)`` 1 for neurons in the graph, 0 for neurons
             left out (dead ones): their edges are dropped and they are
             placed at the centroid of the others.
         regularization: teleport weight, as a fraction of the mean degree
             spread over all ``n`` neurons.
-        dense: dense ``eigh`` (small ``n``) or LOBPCG.
 
     Returns:
         ``(n, 2)`` float32 coordinates ``D^{-1/2} [u_2, u_3]``.
@@ -110,14 +109,9 @@ def spectral_coords(
         out = 0.5 * live[:, None] * (x + inv_sqrt[:, None] * walked)
         return out - trivial[:, None] * (trivial @ out)[None, :]
 
-    if dense:
-        matrix = operator(jnp.eye(n, dtype=weights.dtype))
-        _, vectors = jnp.linalg.eigh(0.5 * (matrix + matrix.T))
-        top = vectors[:, -2:][:, ::-1]
-    else:
-        _, top, _ = lobpcg_standard(
-            operator, start.astype(weights.dtype), m=_LOBPCG_ITERATIONS, tol=_LOBPCG_TOL
-        )
+    _, top, _ = lobpcg_standard(
+        operator, start.astype(weights.dtype), m=_LOBPCG_ITERATIONS, tol=_LOBPCG_TOL
+    )
     coords = inv_sqrt[:, None] * top
     centroid = jnp.sum(coords, axis=0) / n_live
     return jnp.where(live[:, None] > 0, coords, centroid[None, :]).astype(jnp.float32)
@@ -182,11 +176,60 @@ def spectral_start(
     start = pca_coords(features, metric)
     if int(jnp.sum(live)) < 4:
         return start
+    if features.shape[0] <= DENSE_MAX:
+        return jnp.asarray(
+            dense_spectral_coords(
+                np.asarray(affinities.indices),
+                np.asarray(affinities.weights),
+                np.asarray(live) > 0.5,
+                regularization=regularization,
+            )
+        )
     return spectral_coords(
         affinities.indices,
         affinities.weights,
         start,
         live=live,
         regularization=regularization,
-        dense=features.shape[0] <= DENSE_MAX,
     )
+
+
+def dense_spectral_coords(
+    indices: np.ndarray,
+    weights: np.ndarray,
+    live: np.ndarray,
+    *,
+    regularization: float = 1e-3,
+) -> np.ndarray:
+    """`spectral_coords` exactly, by a dense SciPy ``eigh`` (small ``n``).
+
+    NumPy, not JAX: below `DENSE_MAX` neurons the eigendecomposition takes
+    milliseconds, while compiling it would take about a second per layer size.
+
+    Args:
+        indices: ``(n, k)`` neighbour indices of the affinity edge list.
+        weights: ``(n, k)`` edge weights.
+        live: ``(n,)`` bool, neurons in the graph (the others go to the centroid).
+        regularization: teleport weight, as a fraction of the mean degree.
+
+    Returns:
+        ``(n, 2)`` float32.
+    """
+    n = indices.shape[0]
+    joint = np.zeros((n, n))
+    np.add.at(
+        joint,
+        (np.repeat(np.arange(n), indices.shape[1]), indices.ravel()),
+        weights.ravel(),
+    )
+    graph = (joint + joint.T)[np.ix_(live, live)]
+    teleport = regularization * graph.sum() / live.sum()
+    graph = graph + teleport / live.sum()
+    inv_sqrt = 1.0 / np.sqrt(graph.sum(axis=1))
+    normalised = graph * inv_sqrt[:, None] * inv_sqrt[None, :]
+    m = normalised.shape[0]
+    _, vectors = scipy.linalg.eigh(normalised, subset_by_index=[m - 3, m - 2])
+    coords = np.empty((n, 2))
+    coords[live] = vectors[:, ::-1] * inv_sqrt[:, None]
+    coords[~live] = coords[live].mean(axis=0)
+    return coords.astype(np.float32)
