@@ -1,13 +1,25 @@
 """Activation capture from Flax NNX and Linen models vs hand-written forward passes."""
 
+import warnings
+
 import flax.linen as nn
+import flax.linen.activation
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.nn import relu
+from jax.numpy import tanh
 
-from topojax.capture import capture, list_layers, make_capture, make_state_capture
+import topojax
+from topojax.capture import (
+    capture,
+    list_layers,
+    make_capture,
+    make_state_capture,
+    post_activation_layers,
+)
 
 # --------------------------------------------------------------------------- #
 # NNX models
@@ -64,14 +76,23 @@ def mlp():
 
 def test_nnx_list_layers_in_forward_order(mlp):
     x = jnp.ones((3, 6))
-    assert list_layers(mlp, x) == ["layers.0", "drop", "bn", "drop@1", "layers.1"]
+    assert list_layers(mlp, x) == [
+        "layers.0",
+        "layers.0.relu",
+        "drop",
+        "bn",
+        "drop@1",
+        "layers.1",
+    ]
 
 
 def test_nnx_mlp_matches_hand_forward_in_inference_mode(mlp):
     x = jax.random.normal(jax.random.key(1), (5, 6))
-    fn = make_capture(mlp, ["layers.1", "layers.0", "bn", "drop@1"])
-    out = fn(x)
-    assert list(out) == ["layers.1", "layers.0", "bn", "drop@1"]
+    layers = ["layers.1", "layers.0", "bn", "drop@1", "layers.0.relu"]
+    fn = make_capture(mlp, layers)
+    with pytest.warns(UserWarning, match=r"'layers\.0'.*'layers\.0\.relu'"):
+        out = fn(x)
+    assert list(out) == layers
 
     dense0, dense1, bn = mlp.layers[0], mlp.layers[1], mlp.bn
     h0 = x @ dense0.kernel[...] + dense0.bias[...][None]
@@ -82,6 +103,7 @@ def test_nnx_mlp_matches_hand_forward_in_inference_mode(mlp):
     h_bn = h_bn * bn.scale[...][None] + bn.bias[...][None]
     h1 = h_bn @ dense1.kernel[...] + dense1.bias[...][None]
     np.testing.assert_allclose(out["layers.0"], h0, atol=1e-6)
+    np.testing.assert_allclose(out["layers.0.relu"], jax.nn.relu(h0), atol=1e-6)
     np.testing.assert_allclose(out["bn"], h_bn, atol=1e-5)
     np.testing.assert_allclose(out["drop@1"], h_bn, atol=1e-5)
     np.testing.assert_allclose(out["layers.1"], h1, atol=1e-5)
@@ -94,7 +116,8 @@ def test_nnx_mlp_matches_hand_forward_in_inference_mode(mlp):
 def test_nnx_no_recompile_and_checkpoint_state_reuses_program(mlp):
     fn = make_capture(mlp, ["layers.0", "layers.1"])
     x = jax.random.normal(jax.random.key(2), (4, 6))
-    first = fn(x)["layers.1"]
+    with pytest.warns(UserWarning, match="pre-activation"):
+        first = fn(x)["layers.1"]
     fn(x + 1.0)
     assert fn.func.compiled._cache_size() == 1
     # A "later checkpoint": same structure, other values, same program.
@@ -109,8 +132,19 @@ def test_nnx_no_recompile_and_checkpoint_state_reuses_program(mlp):
 def test_nnx_cnn_matches_hand_forward():
     model = CNN(nnx.Rngs(3))
     x = jax.random.normal(jax.random.key(4), (2, 6, 6, 1))
-    assert list_layers(model, x) == ["conv1", "conv2", "head"]
-    out = capture(model, x, ["conv1", "conv2"])
+    assert list_layers(model, x) == [
+        "conv1",
+        "conv1.relu",
+        "conv2",
+        "conv2.relu",
+        "head",
+    ]
+    with pytest.warns(UserWarning) as record:
+        out = capture(model, x, ["conv1", "conv2", "conv2.relu"])
+    assert sorted(str(w.message)[:13] for w in record) == [
+        "layer 'conv1'",
+        "layer 'conv2'",
+    ]
 
     @jax.jit
     def forward(x, conv1, conv2):
@@ -125,6 +159,7 @@ def test_nnx_cnn_matches_hand_forward():
     assert out["conv2"].shape == (2, 6, 6, 5)
     np.testing.assert_allclose(out["conv1"], h1, atol=1e-5)
     np.testing.assert_allclose(out["conv2"], h2, atol=1e-5)
+    np.testing.assert_allclose(out["conv2.relu"], jax.nn.relu(h2), atol=1e-5)
 
 
 def test_unknown_layer_lists_valid_names(mlp):
@@ -184,6 +219,7 @@ def test_linen_list_layers(linen_model):
     assert names == [
         "block.Conv_0",
         "block.BatchNorm_0",
+        "block.BatchNorm_0.relu",
         "block",
         "Dropout_0",
         "Dense_0",
@@ -238,3 +274,201 @@ def test_state_capture_for_checkpoints(linen_model):
     shifted["params"]["Dense_0"]["bias"] = variables["params"]["Dense_0"]["bias"] + 1.0
     np.testing.assert_allclose(fn(shifted, x)["Dense_0"], base + 1.0, atol=1e-6)
     assert fn.compiled._cache_size() == 1
+
+
+# --------------------------------------------------------------------------- #
+# Activation functions as layers
+# --------------------------------------------------------------------------- #
+
+
+class Twice(nnx.Module):
+    """No parameters: two ReLUs whose inputs are no submodule's output."""
+
+    def __call__(self, x):
+        return nnx.relu(nnx.relu(x - 1.0) - 0.5)
+
+
+class Naming(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(3, 3, rngs=rngs)
+        self.block = Twice()
+        self.relu = nnx.Linear(3, 3, rngs=rngs)  # an attribute named "relu"
+
+    def __call__(self, x):
+        h = jax.nn.silu(self.dense(x))
+        h = jax.nn.swish(self.dense(h))  # shared weights: the second call
+        h = self.relu(self.block(h))
+        return nnx.relu(h * 2.0).sum(axis=1)
+
+
+def test_activation_names_sources_repeats_and_collisions():
+    model = Naming(nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (4, 3))
+    expected = [
+        "dense",
+        "dense.silu",
+        "dense@1",
+        "dense.swish",
+        "block.relu",
+        "block.relu@1",
+        "block",
+        "relu",
+        "relu@1",
+    ]
+    assert list_layers(model, x) == expected
+    assert list_layers(model, x) == expected  # stable across traces
+    out = capture(model, x, ["dense.swish", "block.relu@1", "relu@1"])
+    dense = model.dense
+    h = jax.nn.silu(dense(x))
+    h = jax.nn.silu(dense(h))
+    np.testing.assert_allclose(out["dense.swish"], h, atol=1e-6)
+    inner = jax.nn.relu(jax.nn.relu(h - 1.0) - 0.5)
+    np.testing.assert_allclose(out["block.relu@1"], inner, atol=1e-6)
+    np.testing.assert_allclose(
+        out["relu@1"], jax.nn.relu(model.relu(inner) * 2.0), atol=1e-6
+    )
+
+
+class ImportedRelu(nnx.Module):
+    """Calls ``relu`` imported by name (``from jax.nn import relu``)."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(3, 4, rngs=rngs)
+        self.out = nnx.Linear(4, 2, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(relu(self.dense(x)))
+
+
+class LinenImported(nn.Module):
+    """``tanh`` imported from jax.numpy, ``nn.relu`` from Linen, at the root."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = tanh(nn.Dense(4)(x))
+        h = nn.relu(nn.Dense(4)(h))
+        return nn.Dense(2)(h)
+
+
+def test_imported_activation_names_are_layers():
+    x = jax.random.normal(jax.random.key(2), (5, 3))
+    model = ImportedRelu(nnx.Rngs(0))
+    assert list_layers(model, x) == ["dense", "dense.relu", "out"]
+    out = capture(model, x, "dense.relu")
+    expected = jax.nn.relu(model.dense(x))
+    np.testing.assert_allclose(out["dense.relu"], expected, atol=1e-6)
+
+    linen_model = LinenImported()
+    variables = linen_model.init(jax.random.key(3), x)
+    assert list_layers(linen_model, x, variables=variables) == [
+        "Dense_0",
+        "Dense_0.tanh",
+        "Dense_1",
+        "Dense_1.relu",
+        "Dense_2",
+    ]
+    with pytest.warns(UserWarning) as record:
+        out = capture(linen_model, x, ["Dense_0.tanh", "Dense_1"], variables=variables)
+    assert [str(w.message) for w in record] == [
+        "layer 'Dense_1' is the pre-activation output of a Dense that feeds relu; "
+        "capture 'Dense_1.relu' for what the neurons emit"
+    ]
+    dense0 = variables["params"]["Dense_0"]
+    expected = jnp.tanh(x @ dense0["kernel"] + dense0["bias"][None])
+    np.testing.assert_allclose(out["Dense_0.tanh"], expected, atol=1e-6)
+
+
+SEEN_IN_TRACE: list[tuple[object, ...]] = []
+
+
+class Failing(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense = nnx.Linear(3, 3, rngs=rngs)
+
+    def __call__(self, x):
+        h = relu(self.dense(x))
+        SEEN_IN_TRACE.append((relu, jax.nn.relu, nnx.relu, jnp.tanh, Failing.__call__))
+        raise RuntimeError(f"forward failed on {h.shape}")
+
+
+def patchable_objects():
+    return (
+        jax.nn.relu,
+        jax.nn.gelu,
+        jax.nn.softmax,
+        jnp.tanh,
+        nnx.relu,
+        nn.relu,
+        flax.linen.activation.relu,
+        globals()["relu"],
+        globals()["tanh"],
+        Failing.__call__,
+        nnx.Linear.__call__,
+    )
+
+
+def test_patches_are_restored_after_trace_and_after_an_error():
+    before = patchable_objects()
+    SEEN_IN_TRACE.clear()
+    with pytest.raises(RuntimeError, match="forward failed"):
+        list_layers(Failing(nnx.Rngs(0)), jnp.ones((2, 3)))
+    # During the trace the functions were the recording wrappers ...
+    (during,) = SEEN_IN_TRACE
+    assert all(a is not b for a, b in zip(during, before[:4], strict=False))
+    assert during[4] is not before[9]
+    # ... and afterwards every patched object is the original again.
+    after = patchable_objects()
+    assert all(a is b for a, b in zip(after, before, strict=True))
+    list_layers(ImportedRelu(nnx.Rngs(0)), jnp.ones((2, 3)))
+    assert all(a is b for a, b in zip(patchable_objects(), before, strict=True))
+
+
+class Classifier(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(3, 4, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+        self.out = nnx.Linear(4, 2, rngs=rngs)
+
+    def __call__(self, x):
+        h = self.drop(nnx.tanh(self.hidden(x)))
+        return nnx.log_softmax(self.out(h))
+
+
+def test_post_activation_layers_rule():
+    x = jnp.ones((2, 3))
+    model = Classifier(nnx.Rngs(0))
+    assert list_layers(model, x) == [
+        "hidden",
+        "hidden.tanh",
+        "drop",
+        "out",
+        "out.log_softmax",
+    ]
+    assert post_activation_layers(model, x) == ["hidden.tanh"]
+    assert topojax.post_activation_layers is post_activation_layers
+    # block ends in a relu: its name replaces that relu's ("block.relu@1").
+    assert post_activation_layers(Naming(nnx.Rngs(0)), x) == [
+        "dense.silu",
+        "dense.swish",
+        "block.relu",
+        "block",
+        "relu@1",
+    ]
+    # Activations held as values are not seen: every hidden submodule is kept.
+    sequential = nnx.Sequential(
+        nnx.Linear(3, 4, rngs=nnx.Rngs(0)), nnx.relu, nnx.Linear(4, 2, rngs=nnx.Rngs(1))
+    )
+    assert list_layers(sequential, x) == ["layers.0", "layers.2"]
+    assert post_activation_layers(sequential, x) == ["layers.0"]
+    model, variables = LinenImported(), LinenImported().init(jax.random.key(0), x)
+    assert post_activation_layers(model, x, variables=variables) == [
+        "Dense_0.tanh",
+        "Dense_1.relu",
+    ]
+
+
+def test_no_warning_for_post_activation_outputs(mlp):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = capture(mlp, jnp.ones((2, 6)), ["layers.0.relu", "bn", "layers.1"])
+    assert float(out["layers.0.relu"].min()) >= 0.0

@@ -2,9 +2,12 @@ import json
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from topojax.digits import DIGIT_NAMES
+
+pytestmark = pytest.mark.xdist_group("demo")
 
 
 def test_demo_gallery_has_one_map_per_layer_and_group(demo_gallery):

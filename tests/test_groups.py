@@ -203,6 +203,7 @@ def test_error_contrast_reveals_label_noise(noisy_run):
     assert np.mean(clean) - ratio[str(NOISY)] >= 0.25
 
 
+@pytest.mark.xdist_group("demo")
 def test_demo_gallery_has_error_contrast_maps(demo_gallery):
     import json
 

@@ -216,10 +216,12 @@ def test_linen_checkpoints(run):
     x = run["x"][:30]
     ids = run["labels"][:30] % 3
     variables = [model.init(jax.random.key(i), x) for i in range(3)]
-    capture_fn, _ = make_state_capture(model, ["hidden"], variables=variables[0])
+    capture_fn, _ = make_state_capture(model, ["hidden.relu"], variables=variables[0])
     series = training.profile_checkpoints(capture_fn, variables, x, ids, 3)
-    assert series["hidden"].shape == (3, 3, 32)
-    assert float(jnp.abs(series["hidden"][0] - series["hidden"][1]).max()) > 1e-3
+    assert series["hidden.relu"].shape == (3, 3, 32)
+    assert (
+        float(jnp.abs(series["hidden.relu"][0] - series["hidden.relu"][1]).max()) > 1e-3
+    )
 
 
 def test_orbax_checkpoint_directory(run, tmp_path):
@@ -246,6 +248,7 @@ def test_orbax_missing_gives_a_clear_error(tmp_path, monkeypatch):
         training.load_orbax_checkpoints(tmp_path, {})
 
 
+@pytest.mark.xdist_group("demo")
 def test_demo_gallery_has_training_pages(demo_gallery):
     """The demo records NAPs before training and after each of its 2 epochs."""
     import json

@@ -21,9 +21,19 @@ from topojax.capture import (
     list_layers,
     make_capture,
     make_state_capture,
+    post_activation_layers,
 )
 from topojax.colors import colorbar, colorize
+from topojax.distributed import combine_profiles, process_shard
 from topojax.layout import METHODS, Layout, get_method, layout
+from topojax.pipeline import (
+    CLASSES,
+    CONFUSION,
+    ERRORS,
+    GroupSpec,
+    analyze,
+    attribute_groups,
+)
 from topojax.png import encode_png, write_pngs
 from topojax.profiles import (
     LayerProfile,
@@ -32,6 +42,8 @@ from topojax.profiles import (
     layout_features,
     naps,
     profile,
+    profile_sets,
+    reduce_units,
     sample_profiles,
     shard_batch,
 )
@@ -43,19 +55,26 @@ except PackageNotFoundError:  # a source checkout that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "CLASSES",
+    "CONFUSION",
+    "ERRORS",
     "METHODS",
+    "GroupSpec",
     "LayerProfile",
     "Layout",
     "RenderPlan",
     "StateCapture",
     "__version__",
     "align",
+    "analyze",
     "apply_plan",
     "array_batches",
+    "attribute_groups",
     "balanced_sample",
     "capture",
     "colorbar",
     "colorize",
+    "combine_profiles",
     "encode_png",
     "gallery",
     "get_method",
@@ -68,7 +87,11 @@ __all__ = [
     "metrics",
     "naps",
     "nearest_neuron",
+    "post_activation_layers",
+    "process_shard",
     "profile",
+    "profile_sets",
+    "reduce_units",
     "render",
     "render_plan",
     "sample_profiles",

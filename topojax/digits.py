@@ -156,6 +156,7 @@ def train_model(
     batch_size: int = 64,
     learning_rate: float = 3e-3,
     on_step=None,
+    on_epoch=None,
 ) -> list[float]:
     """Train ``model`` in place on ``data`` with Adam and cross-entropy.
 
@@ -173,6 +174,9 @@ def train_model(
         learning_rate: Adam's step size.
         on_step: optional ``fn(step, model)`` called after every step (e.g. to
             record activation snapshots during training).
+        on_epoch: optional ``fn(epoch, model, loss)`` called after every epoch
+            (1-based) with its mean training loss (e.g. to record a
+            `topojax.training.Frame`).
 
     Returns:
         The mean training loss of each epoch.
@@ -199,6 +203,8 @@ def train_model(
             if on_step is not None:
                 on_step(step, model)
         losses.append(float(epoch_loss) / n_batches)
+        if on_epoch is not None:
+            on_epoch(len(losses), model, losses[-1])
     model.eval()
     return losses
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import jax
@@ -29,8 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-Spatial = Literal["mean", "keep"]
-SPATIAL_MODES: tuple[str, ...] = get_args(Spatial)
+SpatialMode = Literal["mean", "keep", "flatten"]
+SPATIAL_MODES: tuple[str, ...] = get_args(SpatialMode)
+# A mode, or the index of one position (e.g. a token: 0 is a CLS token, -1 the
+# last token), counted over the flattened positions between batch and neurons.
+Spatial = SpatialMode | int
 
 CaptureFn = Callable[[Any], dict[str, jax.Array]]
 
@@ -122,6 +125,11 @@ def _accumulate(
 ) -> _Accumulator:
     """Add one batch. Ids equal to ``n_groups`` mark padding and are dropped."""
     n_groups = state.counts.shape[0]
+    if group_ids.ndim == 2:  # per-token groups: every token is one input
+        activations = {
+            name: a.reshape(-1, *a.shape[2:]) for name, a in activations.items()
+        }
+        group_ids = group_ids.reshape(-1)
     valid = group_ids < n_groups
     # Under an explicit-sharding mesh (a data-parallel batch), summing over the
     # sharded batch axis must name its output sharding: replicated.
@@ -171,27 +179,40 @@ def _leading_sizes(x: Any) -> list[int]:
     return [np.shape(leaf)[0] for leaf in leaves]
 
 
-def _check_batch(x: Any, group_ids: Any, n_groups: int, index: int) -> np.ndarray:
-    """Validate one batch on the host; return the group ids as int32 NumPy."""
+def _check_batch(
+    x: Any,
+    group_ids: Any,
+    n_groups: int,
+    index: int,
+    set_name: str = "",
+    exclusion: bool = False,
+) -> np.ndarray:
+    """Validate one batch on the host; return the group ids as int32 NumPy.
+
+    With ``exclusion``, ids equal to ``n_groups`` are allowed (the input is not
+    in that set; `profile_sets`).
+    """
     ids = np.asarray(group_ids)
-    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+    where = f"batch {index}" + (f", set {set_name!r}" if set_name else "")
+    if ids.ndim not in (1, 2) or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(
-            f"batch {index}: group_ids must be a 1-D integer array; got shape "
-            f"{ids.shape} dtype {ids.dtype}"
+            f"{where}: group_ids must be a 1-D (or per-token 2-D) integer array; "
+            f"got shape {ids.shape} dtype {ids.dtype}"
         )
     sizes = _leading_sizes(x)
     if any(size != ids.shape[0] for size in sizes):
         shown = sizes[0] if len(set(sizes)) == 1 else sizes
         raise ValueError(
-            f"batch {index}: x has batch size {shown} but group_ids has "
+            f"{where}: x has batch size {shown} but group_ids has "
             f"{ids.shape[0]} entries; expected one id per input"
         )
     if ids.shape[0] == 0:
         raise ValueError(f"batch {index} is empty; expected at least one input")
-    bad = ids[(ids < 0) | (ids >= n_groups)]
+    top = n_groups + 1 if exclusion else n_groups
+    bad = ids[(ids < 0) | (ids >= top)]
     if bad.size:
         raise ValueError(
-            f"batch {index}: {bad.size} group ids out of range [0, {n_groups}) "
+            f"{where}: {bad.size} group ids out of range [0, {top}) "
             f"(values {sorted(set(bad.tolist()))[:10]}); there are {n_groups} "
             "group_names"
         )
@@ -271,12 +292,17 @@ def profile(
     size with ignored rows, so all batches share one compiled program.
     Non-finite activations are counted on device and reported at the end.
 
+    Per-token groups: when ``group_ids`` is ``(batch, T)`` and every layer's
+    activations are ``(batch, T, ..., n_neurons)`` (e.g. a transformer's
+    tokens), each token is one input of the group its id names (counts are
+    token counts).
+
     Args:
         capture_fn: ``fn(x) -> {layer: activations (batch, ..., n_neurons)}``,
             e.g. from `topojax.capture.make_capture`.
         batches: iterable of ``(x, group_ids)``: ``x`` ``(batch, ...)`` (array
-            or pytree of arrays), ``group_ids`` ``(batch,)`` ints in
-            ``[0, len(group_names))``.
+            or pytree of arrays), ``group_ids`` ``(batch,)`` (or ``(batch, T)``
+            per token) ints in ``[0, len(group_names))``.
         group_names: ``(n_groups,)`` group names, e.g. class names.
         mesh: optional 1-D device mesh: each batch is padded to a multiple of
             its size and sharded over it along the batch axis (data parallel).
@@ -287,21 +313,75 @@ def profile(
 
     Raises:
         ValueError: bad ``group_names``; for a batch (checked before it is
-            computed): group ids not 1-D ints, out of range, or a count
+            computed): group ids not ints, out of range, or a count
             different from x's batch size; activations whose batch size or
             unit shape changes between batches; no batches; non-finite
             activations (after all batches: names the layer and the count).
     """
-    group_names = _check_group_names(group_names)
-    n_groups = len(group_names)
+    sets = _profile_sets(
+        capture_fn,
+        (({"": ids}, x) for x, ids in batches),
+        {"": group_names},
+        mesh,
+        exclusion=False,
+    )
+    return sets[""]
+
+
+def profile_sets(
+    capture_fn: CaptureFn,
+    batches: Iterable[tuple[Mapping[str, Any], Any]],
+    group_names: Mapping[str, Sequence[str]],
+    *,
+    mesh: Mesh | None = None,
+) -> dict[str, dict[str, LayerProfile]]:
+    """`profile` for several groupings of the same inputs, one capture per batch.
+
+    Each batch is ``({set_name: group_ids}, x)``; an id equal to the set's
+    number of groups leaves that input out of that set (e.g. an input sampled
+    for one grouping but not for another), so one forward pass serves every
+    grouping.
+
+    Args:
+        capture_fn: as in `profile`.
+        batches: iterable of ``(ids_by_set, x)``: ``ids_by_set`` maps every key
+            of ``group_names`` to ``(batch,)`` (or ``(batch, T)``) int ids in
+            ``[0, n_groups]`` (``n_groups``: not in this set).
+        group_names: ``{set_name: (n_groups,) names}``.
+        mesh: as in `profile`.
+
+    Returns:
+        ``{set_name: {layer: LayerProfile}}``.
+
+    Raises:
+        ValueError: as `profile`, naming the set.
+    """
+    return _profile_sets(capture_fn, batches, group_names, mesh, exclusion=True)
+
+
+def _profile_sets(
+    capture_fn: CaptureFn,
+    batches: Iterable[tuple[Mapping[str, Any], Any]],
+    group_names: Mapping[str, Sequence[str]],
+    mesh: Mesh | None,
+    *,
+    exclusion: bool,
+) -> dict[str, dict[str, LayerProfile]]:
+    names = {
+        set_name: _check_group_names(set_names)
+        for set_name, set_names in dict(group_names).items()
+    }
+    if not names:
+        raise ValueError("group_names must hold at least one grouping; got none")
     if mesh is not None:
         _mesh_axis(mesh)
     context = contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
     with context:
-        state, unit_shapes = _stream(capture_fn, batches, n_groups, mesh)
-    if state is None:
+        states, unit_shapes = _stream(capture_fn, batches, names, mesh, exclusion)
+    if states is None:
         raise ValueError("batches is empty; expected at least one (x, group_ids)")
-    nonfinite = jax.device_get(state.nonfinite)
+    first = next(iter(states.values()))
+    nonfinite = jax.device_get(first.nonfinite)
     bad = {name: int(count) for name, count in nonfinite.items() if count}
     if bad:
         raise ValueError(
@@ -311,40 +391,64 @@ def profile(
             )
         )
     return {
-        name: LayerProfile(state.sums[name], state.counts, name, group_names)
-        for name in unit_shapes
+        set_name: {
+            layer: LayerProfile(state.sums[layer], state.counts, layer, names[set_name])
+            for layer in unit_shapes
+        }
+        for set_name, state in states.items()
     }
 
 
 def _stream(
     capture_fn: CaptureFn,
-    batches: Iterable[tuple[Any, Any]],
-    n_groups: int,
+    batches: Iterable[tuple[Mapping[str, Any], Any]],
+    group_names: dict[str, tuple[str, ...]],
     mesh: Mesh | None,
-) -> tuple[_Accumulator | None, dict[str, tuple[int, ...]]]:
-    """The streaming loop of `profile`: validate, pad, shard, capture, add."""
+    exclusion: bool,
+) -> tuple[dict[str, _Accumulator] | None, dict[str, tuple[int, ...]]]:
+    """The streaming loop of `profile_sets`: validate, pad, shard, capture, add."""
     n_devices = 1 if mesh is None else mesh.devices.size
-    state: _Accumulator | None = None
+    states: dict[str, _Accumulator] | None = None
     unit_shapes: dict[str, tuple[int, ...]] = {}
     padded_size = 0
-    for index, (x, group_ids) in enumerate(batches):
-        ids = _check_batch(x, group_ids, n_groups, index)
-        size = -(-ids.shape[0] // n_devices) * n_devices
+    for index, (ids_by_set, x) in enumerate(batches):
+        if set(ids_by_set) != set(group_names):
+            raise ValueError(
+                f"batch {index}: group ids for sets {sorted(ids_by_set)}; expected "
+                f"{sorted(group_names)}"
+            )
+        ids = {
+            set_name: _check_batch(
+                x, ids_by_set[set_name], len(set_names), index, set_name, exclusion
+            )
+            for set_name, set_names in group_names.items()
+        }
+        n_rows = _leading_sizes(x)[0]
+        size = -(-n_rows // n_devices) * n_devices
         padded_size = max(padded_size, size)
         x = _pad_rows(x, padded_size)
-        ids = np.concatenate(
-            [ids, np.full(padded_size - ids.shape[0], n_groups, np.int32)]
-        )
+        ids = {
+            set_name: _pad_ids(set_ids, padded_size, len(group_names[set_name]))
+            for set_name, set_ids in ids.items()
+        }
         if mesh is not None:
             x, ids = shard_batch(x, ids, mesh)
         activations = capture_fn(x)
         shapes = {name: tuple(np.shape(a)) for name, a in activations.items()}
-        if state is None:
+        if states is None:
             if not shapes:
                 raise ValueError("capture_fn returned no activations")
             _check_neuron_axis(shapes)
             unit_shapes = {name: shape[1:] for name, shape in shapes.items()}
-            state = _zeros(unit_shapes, n_groups)
+            for set_name, set_ids in ids.items():
+                _check_token_ids(set_ids, unit_shapes, set_name)
+            states = {
+                set_name: _zeros(
+                    _accumulated_shapes(unit_shapes, np.ndim(ids[set_name])),
+                    len(set_names),
+                )
+                for set_name, set_names in group_names.items()
+            }
         expected = {name: (padded_size, *unit) for name, unit in unit_shapes.items()}
         if shapes != expected:
             raise ValueError(
@@ -352,8 +456,45 @@ def _stream(
                 f"expected {expected} (batch size {padded_size} after padding, "
                 "unit shapes of the first batch)"
             )
-        state = _accumulate(state, activations, ids)
-    return state, unit_shapes
+        for set_name in group_names:
+            _check_token_ids(ids[set_name], unit_shapes, set_name)
+            states[set_name] = _accumulate(states[set_name], activations, ids[set_name])
+    return states, unit_shapes
+
+
+def _accumulated_shapes(
+    unit_shapes: dict[str, tuple[int, ...]], ids_ndim: int
+) -> dict[str, tuple[int, ...]]:
+    """Per-token ids ``(batch, T)`` fold the token axis into the inputs."""
+    return {name: shape[ids_ndim - 1 :] for name, shape in unit_shapes.items()}
+
+
+def _check_token_ids(
+    ids: Any, unit_shapes: dict[str, tuple[int, ...]], set_name: str
+) -> None:
+    if np.ndim(ids) == 1:
+        return
+    n_tokens = np.shape(ids)[1]
+    bad = {
+        name: shape
+        for name, shape in unit_shapes.items()
+        if len(shape) < 2 or shape[0] != n_tokens
+    }
+    if bad:
+        where = f" of set {set_name!r}" if set_name else ""
+        raise ValueError(
+            f"per-token group ids{where} have {n_tokens} tokens per input but "
+            f"layers {bad} do not have unit shape ({n_tokens}, ..., n_neurons)"
+        )
+
+
+def _pad_ids(ids: np.ndarray, n_rows: int, n_groups: int) -> np.ndarray:
+    """Pad ids along axis 0 with ``n_groups`` (ignored rows)."""
+    missing = n_rows - ids.shape[0]
+    if missing == 0:
+        return ids
+    padding = np.full((missing, *ids.shape[1:]), n_groups, np.int32)
+    return np.concatenate([ids, padding])
 
 
 def array_batches(
@@ -393,18 +534,78 @@ def _spatial_keep(values: jax.Array) -> jax.Array:
     return jnp.swapaxes(values.reshape(n_groups, -1, n_neurons), 1, 2)
 
 
+def _spatial_flatten(values: jax.Array) -> jax.Array:
+    """``(G, *spatial, C)`` -> ``(G, prod(spatial) * C)``: every unit a neuron."""
+    return values.reshape(values.shape[0], -1)
+
+
+def _spatial_position(index: int) -> Callable[[jax.Array], jax.Array]:
+    """``(G, *spatial, C)`` -> ``(G, C)``: the values at one flattened position."""
+
+    def select(values: jax.Array) -> jax.Array:
+        flat = values.reshape(values.shape[0], -1, values.shape[-1])
+        if not -flat.shape[1] <= index < flat.shape[1]:
+            raise ValueError(
+                f"spatial position {index} is out of range for {flat.shape[1]} "
+                f"positions (activations of unit shape {values.shape[1:]})"
+            )
+        return flat[:, index]
+
+    return select
+
+
 _SPATIAL: dict[str, Callable[[jax.Array], jax.Array]] = {
     "mean": _spatial_mean,
     "keep": _spatial_keep,
+    "flatten": _spatial_flatten,
 }
 
 
-def _check_spatial(spatial: str) -> Callable[[jax.Array], jax.Array]:
+def _check_spatial(spatial: Spatial) -> Callable[[jax.Array], jax.Array]:
+    if isinstance(spatial, int | np.integer) and not isinstance(spatial, bool):
+        return _spatial_position(int(spatial))
     if spatial not in _SPATIAL:
         raise ValueError(
-            f"unknown spatial mode {spatial!r}; expected one of {list(SPATIAL_MODES)}"
+            f"unknown spatial mode {spatial!r}; expected one of {list(SPATIAL_MODES)} "
+            "or an int position"
         )
     return _SPATIAL[spatial]
+
+
+def reduce_units(activations: jax.Array, spatial: Spatial = "mean") -> jax.Array:
+    """One row per input: ``(batch, *spatial, C)`` -> ``(batch, n_neurons)``.
+
+    The per-input form of the reduction `naps` applies to group means, so that
+    per-input values (e.g. top-activating inputs) and NAPs agree on what a
+    neuron is.
+
+    Args:
+        activations: ``(batch, ..., C)`` activations of one layer.
+        spatial: ``"mean"`` (one neuron per channel: mean over the axes between
+            batch and channels, e.g. a conv layer's positions or a
+            transformer's tokens), ``"flatten"`` (every position and channel a
+            neuron), or an int position (e.g. ``0``: a CLS token, ``-1``: the
+            last token). ``"keep"`` is for layout features only.
+
+    Returns:
+        ``(batch, n_neurons)`` float32.
+
+    Raises:
+        ValueError: ``"keep"``, an unknown mode, or a position out of range.
+    """
+    if isinstance(spatial, str) and spatial == "keep":
+        raise ValueError(
+            "spatial='keep' gives several values per neuron; reduce_units needs "
+            "'mean', 'flatten' or an int position"
+        )
+    reduce = _check_spatial(spatial)
+    values = jnp.asarray(activations, jnp.float32)
+    if values.ndim < 2:
+        raise ValueError(
+            f"activations of shape {values.shape} have no neuron axis; expected "
+            "(batch, ..., n_neurons)"
+        )
+    return reduce(values)
 
 
 @functools.partial(jax.jit, static_argnames=("normalize", "spatial"))
@@ -414,7 +615,7 @@ def _naps(
     # Arrays only (not the LayerProfile): its static layer name would make
     # every layer compile its own program.
     profile = LayerProfile(sums, counts, "", ())
-    values = _SPATIAL[spatial](profile.means)
+    values = _check_spatial(spatial)(profile.means)
     present = ~profile.empty
     mask = present.reshape((-1,) + (1,) * (values.ndim - 1))
     if normalize:
@@ -540,7 +741,7 @@ def sample_profiles(
 @functools.partial(jax.jit, static_argnames="spatial")
 def _neuron_rows(values: jax.Array, spatial: str) -> jax.Array:
     """``(E, *spatial, C)`` -> ``(C, E)`` or ``(C, E * S)`` float32."""
-    values = _SPATIAL[spatial](values.astype(jnp.float32))  # (E, C) or (E, C, S)
+    values = _check_spatial(spatial)(values.astype(jnp.float32))  # (E, C[, S])
     values = jnp.swapaxes(values, 0, 1)  # (C, E) or (C, E, S)
     return values.reshape(values.shape[0], -1)
 

@@ -44,9 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from topojax.capture import make_state_capture, post_activation_layers
 from topojax.gallery.model import TrainingSeries
+from topojax.groups import by_label
 from topojax.layout.base import Layout
-from topojax.profiles import LayerProfile, naps
+from topojax.profiles import LayerProfile, Spatial, naps
 
 LayoutOn = Literal["final", "joint"]
 StateCaptureFn = Callable[[Any, Any], dict[str, jax.Array]]
@@ -123,6 +125,209 @@ class NapRecorder:
         """NAPs ``{layer: (G, N)}`` (on device) of the fixed inputs under ``state``."""
         return self.compiled(_as_state(state), self.x, self.group_ids)
 
+    def frame(self, state: Any, label: str, **metrics: float) -> Frame:
+        """One `Frame`: the NAPs under ``state`` plus the metrics given.
+
+        Call it between steps of your own training loop (your jitted step is
+        unchanged): ``frames.append(recorder.frame(model, f"epoch {e}",
+        loss=loss, accuracy=acc))``; `training_run` stacks the frames.
+
+        Args:
+            state: an NNX module or state, or Linen variables (as ``__call__``).
+            label: the frame's label, e.g. ``"epoch 3"``.
+            **metrics: scalar numbers recorded with the frame (``loss=...``).
+
+        Raises:
+            TypeError: ``label`` is not a str or a metric is not a real number.
+        """
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str; got {type(label).__name__}")
+        values = {}
+        for name, value in metrics.items():
+            array = np.asarray(value)
+            if array.shape != () or not np.issubdtype(array.dtype, np.number):
+                raise TypeError(
+                    f"metric {name!r} must be one real number; got {value!r}"
+                )
+            values[name] = float(array)
+        return Frame(label, self(state), values, self.group_names, self.counts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """The NAPs of one point of training (from `NapRecorder.frame`).
+
+    Attributes:
+        label: e.g. ``"epoch 3"``.
+        naps: ``{layer: (G, N)}`` NAPs.
+        metrics: ``{name: value}`` recorded with the frame (e.g. loss).
+        group_names: ``(G,)`` group names of the recorder.
+        counts: ``(G,)`` inputs per group of the recorder.
+    """
+
+    label: str
+    naps: dict[str, Any]
+    metrics: dict[str, float]
+    group_names: tuple[str, ...]
+    counts: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingRun:
+    """Frames of one training run, stacked (host NumPy), for `topojax.analyze`.
+
+    Attributes:
+        labels: ``(T,)`` frame labels in training order.
+        group_names: ``(G,)`` group names.
+        counts: ``(G,)`` inputs per group.
+        naps: ``{layer: (T, G, N)}`` NAPs per frame.
+        metrics: ``{name: (T,)}`` per-frame metrics; NaN where a frame did not
+            record that metric.
+    """
+
+    labels: tuple[str, ...]
+    group_names: tuple[str, ...]
+    counts: np.ndarray
+    naps: dict[str, np.ndarray]
+    metrics: dict[str, np.ndarray]
+
+
+def training_run(frames: Sequence[Frame]) -> TrainingRun:
+    """Stack `Frame` s (one recorder, in training order) into a `TrainingRun`.
+
+    Raises:
+        ValueError: no frames, or frames of different layers or groups.
+    """
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frames is empty; expected at least one Frame")
+    first = frames[0]
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, Frame):
+            raise TypeError(f"frames[{i}] is a {type(frame).__name__}, not a Frame")
+        if frame.group_names != first.group_names or list(frame.naps) != list(
+            first.naps
+        ):
+            raise ValueError(
+                f"frame {i} ({frame.label!r}) has layers {list(frame.naps)} and "
+                f"groups {frame.group_names}; expected those of frame 0 "
+                f"({list(first.naps)}, {first.group_names})"
+            )
+    stacked = stack_snapshots([frame.naps for frame in frames])
+    names = sorted({name for frame in frames for name in frame.metrics})
+    return TrainingRun(
+        labels=tuple(frame.label for frame in frames),
+        group_names=first.group_names,
+        counts=np.asarray(first.counts),
+        naps={layer: np.asarray(values) for layer, values in stacked.items()},
+        metrics={
+            name: np.array([frame.metrics.get(name, np.nan) for frame in frames])
+            for name in names
+        },
+    )
+
+
+def make_recorder(
+    model: Any,
+    x: Any,
+    labels: Any,
+    *,
+    layers: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    variables: Any = None,
+    batch_size: int | None = None,
+    spatial: Spatial = "mean",
+    **apply_kwargs: Any,
+) -> NapRecorder:
+    """A `NapRecorder` of per-class NAPs of fixed inputs, for a training loop.
+
+    Example (NNX; your loop and its jitted step stay as they are)::
+
+        recorder = topojax.training.make_recorder(model, x_val, y_val)
+        frames = [recorder.frame(model, "epoch 0")]
+        for epoch in range(1, n_epochs + 1):
+            ...  # your optax updates
+            frames.append(recorder.frame(model, f"epoch {epoch}", loss=loss))
+        run = topojax.training.training_run(frames)
+        analysis = topojax.analyze(model, x_val, y_val, key=key, training=run)
+
+    Args:
+        model: an NNX module, or a Linen module (pass ``variables``).
+        x: ``(n, ...)`` fixed inputs.
+        labels: ``(n,)`` int class labels.
+        layers: layer names; default `topojax.capture.post_activation_layers`
+            (what `topojax.analyze` picks by default).
+        class_names: names of the classes; default ``"0"``, ``"1"``, ...
+        variables: Linen: the model's variables (their structure; each frame
+            passes the current ones).
+        batch_size: see `make_nap_recorder`.
+        spatial: reduction of conv/token axes (see `topojax.profiles.naps`).
+        **apply_kwargs: static keyword arguments of the forward pass.
+
+    Returns:
+        A `NapRecorder`; ``recorder.frame(model_or_state, label, **metrics)``.
+
+    Raises:
+        ValueError: bad labels or layers (before anything is compiled).
+    """
+    group_ids, group_names = by_label(labels, class_names)
+    if layers is None:
+        example = jax.tree.map(lambda leaf: leaf[:1], x)
+        layers = post_activation_layers(
+            model, example, variables=variables, **apply_kwargs
+        )
+    capture_fn, _ = make_state_capture(
+        model, layers, variables=variables, **apply_kwargs
+    )
+    return make_nap_recorder(
+        capture_fn,
+        x,
+        group_ids,
+        group_names,
+        spatial=spatial,
+        batch_size=batch_size,
+    )
+
+
+def checkpoint_frames(
+    recorder: NapRecorder,
+    directory: str | Path,
+    target: Any,
+    *,
+    metrics: Mapping[str, Sequence[float]] | None = None,
+) -> list[Frame]:
+    """One `Frame` per step of an Orbax checkpoint directory.
+
+    Args:
+        recorder: e.g. from `make_recorder`.
+        directory: an Orbax ``CheckpointManager`` directory.
+        target: a state of the checkpoints' structure (e.g. ``nnx.state(model)``
+            or Linen ``variables``).
+        metrics: optional ``{name: values}`` with one value per saved step, in
+            step order (e.g. the losses you logged).
+
+    Returns:
+        Frames labelled ``"step <n>"``, in step order.
+
+    Raises:
+        FileNotFoundError: no checkpoint steps in ``directory``.
+        ValueError: a metric without one value per step.
+    """
+    steps, states = load_orbax_checkpoints(directory, target)
+    metrics = dict(metrics or {})
+    for name, values in metrics.items():
+        if len(values) != len(steps):
+            raise ValueError(
+                f"metric {name!r} has {len(values)} values; expected {len(steps)}, "
+                f"one per checkpoint step {steps}"
+            )
+    return [
+        recorder.frame(
+            state, f"step {step}", **{name: v[i] for name, v in metrics.items()}
+        )
+        for i, (step, state) in enumerate(zip(steps, states, strict=True))
+    ]
+
 
 def make_nap_recorder(
     capture_fn: StateCaptureFn,
@@ -131,7 +336,7 @@ def make_nap_recorder(
     group_names: Sequence[str] | int,
     *,
     normalize: bool = True,
-    spatial: Literal["mean", "keep"] = "mean",
+    spatial: Spatial = "mean",
     batch_size: int | None = None,
 ) -> NapRecorder:
     """A cheap jitted callback that records NAPs during a user's training loop.
@@ -621,15 +826,20 @@ def training_series(
 
 __all__ = [
     "LAYOUT_FEATURES",
+    "Frame",
     "LayoutOn",
     "NapRecorder",
     "TrainingMaps",
+    "TrainingRun",
+    "checkpoint_frames",
     "load_orbax_checkpoints",
     "make_nap_recorder",
+    "make_recorder",
     "profile_checkpoints",
     "render_frames",
     "stack_snapshots",
     "training_maps",
+    "training_run",
     "training_series",
     "write_animation",
 ]

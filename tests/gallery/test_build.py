@@ -287,13 +287,20 @@ def test_existing_directories(tmp_path, analysis, quick):
     (target / "precious.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a topojax gallery"):
         build([analysis], target)
+    with pytest.raises(FileExistsError, match="not a topojax gallery"):
+        build([analysis], target, keep_unknown=True)
     assert (target / "precious.txt").read_text() == "keep me"
     build([analysis], target, force=True)
     assert is_gallery(target) and not (target / "precious.txt").exists()
-    # An existing gallery is replaced without force; stale files disappear.
-    (target / "stale.html").write_text("old")
+    # A gallery holding only what the last build wrote is replaced without flags.
     build([analysis], target)
-    assert not (target / "stale.html").exists()
+    assert sorted(tree(target)) == ["index.html", "manifest.json"]
+    # A file the last build did not write is never dropped silently.
+    (target / "stale.html").write_text("old")
+    with pytest.raises(FileExistsError, match=r"stale\.html.*--keep-unknown"):
+        build([analysis], target)
+    assert (target / "stale.html").read_text() == "old"
+    build([analysis], target, force=True)
     assert sorted(tree(target)) == ["index.html", "manifest.json"]
     # An empty directory is filled; a file is only replaced with force.
     (tmp_path / "empty").mkdir()
@@ -326,7 +333,7 @@ def test_interrupted_build_keeps_the_old_gallery(
         (root / "partial.html").write_text("half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(build_module, "_write_tree", crash)
+    monkeypatch.setattr(build_module, "write_tree", crash)
     with pytest.raises(KeyboardInterrupt):
         build([analysis], target)
     assert tree(target) == before

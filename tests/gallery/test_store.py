@@ -1,7 +1,10 @@
+import zipfile
+
 import numpy as np
 import pytest
 
 from topojax.gallery import load_analysis, save_analysis
+from topojax.gallery.store import MAX_LOAD_BYTES, load_npz
 
 
 def assert_same_analysis(a, b):
@@ -85,3 +88,36 @@ def test_load_rejects_other_files(tmp_path):
 def test_save_rejects_non_analysis(tmp_path):
     with pytest.raises(TypeError, match="expected an Analysis"):
         save_analysis({"model_name": "x"}, tmp_path / "x.npz")
+
+
+def test_load_is_bounded(tmp_path, analysis):
+    path = save_analysis(analysis, tmp_path / "a.npz")
+    assert MAX_LOAD_BYTES == 2 * 1024**3
+    with pytest.raises(ValueError, match="limit of 1000 bytes"):
+        load_analysis(path, max_bytes=1000)
+    assert_same_analysis(analysis, load_analysis(path, max_bytes=10**6))
+
+
+def test_load_npz_reads_only_the_names_asked_for(tmp_path):
+    path = tmp_path / "a.npz"
+    np.savez_compressed(path, a=np.arange(6).reshape(2, 3), b=np.ones(4, bool))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("junk.npy", b"\x93NUMPY\x01\x00 not a header")
+    arrays = load_npz(path, ["a"])
+    assert list(arrays) == ["a"]
+    np.testing.assert_array_equal(arrays["a"], np.arange(6).reshape(2, 3))
+    assert load_npz(path, ["b"])["b"].dtype == bool
+    with pytest.raises(ValueError, match="no array 'c'"):
+        load_npz(path, ["c"])
+    with pytest.raises(ValueError, match="junk"):
+        load_npz(path)
+    with pytest.raises(ValueError, match="limit of 8 bytes"):
+        load_npz(path, ["a"], max_bytes=8)
+
+
+def test_load_reads_only_the_arrays_the_header_names(tmp_path, analysis):
+    path = save_analysis(analysis, tmp_path / "a.npz")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("extra.npy", b"\x93NUMPY\x01\x00 not a header")
+        archive.writestr("extra2.npy", np.lib.format.magic(1, 0) + b"\xff" * 100)
+    assert load_analysis(path).model_name == analysis.model_name

@@ -1,7 +1,12 @@
+import functools
+
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from topojax.layout.base import flag_dead, knn, pairwise_distances
+from topojax.layout import METHODS, METRICS
+from topojax.layout.base import check_features, flag_dead, knn, pairwise_distances
+from topojax.metrics import layout_report
 
 
 def test_flag_dead_makes_dead_neurons_mutual_neighbours_only():
@@ -29,3 +34,65 @@ def test_flag_dead_keeps_euclidean_features():
     x = jnp.zeros((3, 2))
     flagged, metric = flag_dead(x, "euclidean")
     assert metric == "euclidean" and flagged is x
+
+
+# --- scaling: any finite input gives the layout of its rescaled copy -------------
+
+
+def test_check_features_scales_in_float64_before_the_cast():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(9, 4))
+    reference = np.asarray(check_features(x))
+    assert np.abs(reference).max() == 1.0
+    for copy in (x * 1e-30, x * 1e30, x * 1e300 / np.abs(x).max(), x.astype(">f8")):
+        np.testing.assert_array_equal(np.asarray(check_features(copy)), reference)
+    np.testing.assert_array_equal(
+        np.asarray(check_features(np.zeros((2, 3)))), np.zeros((2, 3))
+    )
+    wide = np.asarray(x, dtype=np.longdouble) * np.longdouble("1e400")
+    assert np.isfinite(np.asarray(check_features(wide))).all()
+    coords = np.array([[1e39, 0.0], [2e39, 1.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="2 values exceed the float32 range"):
+        check_features(coords, metric="euclidean", scale=False)
+    x[1, 2] = np.inf
+    with pytest.raises(ValueError, match="1 non-finite values"):
+        check_features(x * 1e300)
+
+
+# Small iteration counts and the shape of tests/layout/test_contract.py, whose
+# compiled functions these calls reuse when the files run together.
+FAST_OPTIONS = {
+    "som": {"n_iter": 40},
+    "graph": {"n_iter": 5},
+    "tsne": {"n_iter": 30, "exaggeration_iter": 10},
+    "umap": {"n_epochs": 20},
+    "swarm": {"n_steps": 20},
+    "optimize": {"n_steps": 20},
+}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_ignores_the_scale_of_its_input(name, key):
+    x = np.random.default_rng(3).normal(size=(16, 6))
+    x[4] = 0.0  # a dead neuron
+    method = functools.partial(METHODS[name], key=key, **FAST_OPTIONS.get(name, {}))
+    # Two copies 330 orders of magnitude apart; unscaled, both would collapse.
+    tiny = np.asarray(method(x * 1e-30).coords)
+    huge = np.asarray(method(x * (1e300 / np.abs(x).max())).coords)
+    assert np.isfinite(tiny).all() and np.ptp(tiny, axis=0).min() > 0.5
+    np.testing.assert_array_equal(huge, tiny)
+
+
+def test_metrics_ignore_the_scale_of_their_input(key):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20, 6))
+    coords = rng.uniform(size=(20, 2))
+    for metric in METRICS:
+        reference = layout_report(x * 1e-30, coords, key=key, metric=metric)
+        assert layout_report(x * 1e30, coords, key=key, metric=metric) == reference
+    # Rank-based scores ignore the scale of the coordinates too; overlap is
+    # absolute (a distance on the unit square).
+    report = layout_report(x, coords * 1e-30, key=key)
+    assert report.pop("overlap") == 1.0
+    reference = layout_report(x, coords, key=key)
+    assert report == {k: v for k, v in reference.items() if k != "overlap"}

@@ -65,9 +65,9 @@ def test_jit_equals_eager(key):
     # Same shapes as tests/layout/test_contract.py, whose eager run compiles
     # the same primitives first, at a tighter tolerance.
     features = np.random.default_rng(2).normal(size=(5, 6)).astype(np.float32)
-    compiled = optimize(features, key=key, n_steps=20)
+    compiled = optimize(features, key=key, n_steps=3)
     with jax.disable_jit():
-        eager = optimize(features, key=key, n_steps=20)
+        eager = optimize(features, key=key, n_steps=3)
     np.testing.assert_allclose(compiled.coords, eager.coords, atol=1e-6)
     np.testing.assert_allclose(compiled.losses, eager.losses, rtol=1e-5)
 

@@ -1,6 +1,6 @@
 """Static HTML gallery of topographic maps: data model, builder, saved analyses."""
 
-from topojax.gallery.build import build_gallery, is_gallery
+from topojax.gallery.build import build_gallery, check_target, is_gallery
 from topojax.gallery.model import Analysis, GroupSet, LayerView, TrainingSeries
 from topojax.gallery.names import safe_join, slugify, unique_slugs
 from topojax.gallery.order import group_order
@@ -13,6 +13,7 @@ __all__ = [
     "LayerView",
     "TrainingSeries",
     "build_gallery",
+    "check_target",
     "group_order",
     "is_gallery",
     "load_analysis",

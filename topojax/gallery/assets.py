@@ -120,7 +120,12 @@ def favicon_png(size: int = 16) -> bytes:
 
 def thumbnail_png(job: ThumbnailJob, analyses: Sequence[Analysis]) -> bytes:
     """An input image in ``[0, 1]`` as an RGB PNG (small ones are upscaled)."""
-    image = analyses[job.analysis].inputs[job.index]
+    analysis = analyses[job.analysis]
+    if job.group_set is None:
+        image = analysis.inputs[job.index]
+    else:
+        layer, k = job.group_set
+        image = analysis.layers[layer].group_sets[k].mean_inputs[job.index]
     pixels = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)

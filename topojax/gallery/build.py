@@ -1,17 +1,18 @@
 """`build_gallery`: analyses in memory -> a static, self-contained HTML site.
 
-Steps: check the options (cheap, before any rendering), describe the site as
-plain data (`topojax.gallery.site`), produce every file's bytes (maps, data
-scripts, thumbnails, Jinja2 pages, static CSS/JS), record them in
-``manifest.json``, write everything into a temporary directory next to the
-target and move it into place.
+Steps: check the options and the target directory (cheap, before any
+rendering: `topojax.gallery.target`), describe the site as plain data
+(`topojax.gallery.site`), produce every file's bytes (maps, data scripts,
+thumbnails, Jinja2 pages, static CSS/JS), record them with their sha256 in
+``manifest.json``, write everything into a work directory next to the target
+and swap it into place.
 
 Reproducible: the same analyses and options give byte-identical files. The only
 time stamp is the build date, taken from ``SOURCE_DATE_EPOCH`` when set.
 
-Safe to re-run: an existing gallery (a directory whose ``manifest.json`` names
-this generator) is replaced; an empty directory is filled; any other existing
-directory or file is only replaced with ``force=True``.
+Safe to re-run: an existing gallery is replaced only when it holds nothing but
+the files its manifest lists, unchanged; an empty directory is filled; anything
+else needs ``keep_unknown=True`` or ``force=True`` (see `build_gallery`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+from topojax._env import source_date_epoch
 from topojax.gallery.assets import (
     colorbar_png,
     data_script,
@@ -35,7 +35,6 @@ from topojax.gallery.assets import (
     thumbnail_png,
 )
 from topojax.gallery.model import Analysis
-from topojax.gallery.names import safe_join
 from topojax.gallery.site import (
     ASSETS,
     COLORBAR,
@@ -43,6 +42,21 @@ from topojax.gallery.site import (
     BuildOptions,
     Site,
     describe_site,
+)
+from topojax.gallery.target import (
+    GENERATOR,
+    MANIFEST,
+    check_collisions,
+    check_target,
+    copy_kept,
+    is_gallery,
+    prepare_target,
+    recheck_target,
+    settle,
+    start_work,
+    swap,
+    unlock,
+    write_tree,
 )
 from topojax.gallery.templates import render_page, static_files
 from topojax.render import METHODS as RENDER_METHODS
@@ -53,12 +67,11 @@ __all__ = [
     "MANIFEST",
     "build_date",
     "build_gallery",
+    "check_target",
     "is_gallery",
     "versions",
 ]
 
-GENERATOR = "topojax gallery"
-MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 1024
 
@@ -90,20 +103,12 @@ def build_date() -> datetime.datetime:
     """Now (UTC, whole seconds), or ``SOURCE_DATE_EPOCH`` when set.
 
     Raises:
-        ValueError: if ``SOURCE_DATE_EPOCH`` is set but not a non-negative int.
+        ValueError: if ``SOURCE_DATE_EPOCH`` is set but not an integer in
+            ``0..253402300799`` (the message names the variable and the range).
     """
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is None:
+    seconds = source_date_epoch()
+    if seconds is None:
         return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-    try:
-        seconds = int(epoch)
-        if seconds < 0:
-            raise ValueError
-    except ValueError:
-        raise ValueError(
-            f"SOURCE_DATE_EPOCH={epoch!r}: expected a non-negative integer "
-            "(seconds since 1970-01-01 UTC)"
-        ) from None
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
@@ -153,33 +158,6 @@ def _check_options(
     )
 
 
-def is_gallery(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a directory holding a gallery written by this module."""
-    manifest = Path(path) / MANIFEST
-    try:
-        return json.loads(manifest.read_text("utf-8")).get("generator") == GENERATOR
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _check_target(out_dir: Path, force: bool) -> None:
-    if not out_dir.exists() and not out_dir.is_symlink():
-        return
-    if out_dir.is_symlink() or not out_dir.is_dir():
-        if force:
-            return
-        raise FileExistsError(
-            f"{out_dir} exists and is not a directory; pass force=True (--force) "
-            "to replace it"
-        )
-    if is_gallery(out_dir) or force or not any(out_dir.iterdir()):
-        return
-    raise FileExistsError(
-        f"{out_dir} exists and is not a topojax gallery (no {MANIFEST} from "
-        f"{GENERATOR!r}); pass force=True (--force) to replace it"
-    )
-
-
 def _site_files(site: Site, analyses: Sequence[Analysis]) -> dict[str, bytes]:
     options = site.options
     files: dict[str, bytes] = {}
@@ -222,31 +200,15 @@ def _manifest(site: Site, files: dict[str, bytes]) -> bytes:
     return (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for path, content in sorted(files.items()):
-        target = safe_join(root, *path.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-
-
-def _replace(tmp_dir: Path, out_dir: Path) -> None:
-    """Move ``tmp_dir`` to ``out_dir``, keeping the old one until the move is done."""
-    old = None
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        old.rmdir()
-        os.replace(out_dir, old)
-    try:
-        os.replace(tmp_dir, out_dir)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out_dir)
-        raise
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
+def _planned_paths(site: Site) -> list[str]:
+    """Every file the gallery of ``site`` writes, known before any rendering."""
+    paths = [f"{ASSETS}/{name}" for name in static_files()]
+    paths += [COLORBAR, FAVICON, MANIFEST]
+    paths += [path for job in site.maps for path in job.paths]
+    paths += [job.path for job in site.data]
+    paths += [job.path for job in site.thumbnails]
+    paths += [page.path for page in site.pages]
+    return paths
 
 
 def build_gallery(
@@ -258,52 +220,84 @@ def build_gallery(
     shape: str = "square",
     title: str = "topojax gallery",
     force: bool = False,
+    keep_unknown: bool = False,
 ) -> Path:
     """Write a static HTML gallery of topographic maps.
 
+    What may be replaced (checked before any rendering, see `check_target`):
+    a missing or empty ``out_dir`` is written; an existing gallery is replaced
+    only when every entry in it is a file the previous build wrote and its
+    ``manifest.json`` lists with an unchanged sha256. Any other entry (a
+    ``.git/``, a ``CNAME``, an edited page) makes the build refuse with a
+    message naming the first few, unless ``keep_unknown`` (they are copied into
+    the new gallery, not listed in its manifest, so the next build asks
+    again) or ``force`` (they are deleted). Any other directory, a file or a
+    link is replaced only with ``force``.
+
+    The swap: the new gallery is written into a work directory next to
+    ``out_dir`` (``.<name>.tmp-<random>``, marked as ours by a locked marker
+    file); the old gallery stays in place until the new one is complete. On
+    Linux the two are then exchanged atomically (``renameat2`` with
+    ``RENAME_EXCHANGE``), so ``out_dir`` is the complete old or the complete
+    new gallery at every instant. Elsewhere (or on file systems without it)
+    two renames leave ``out_dir`` missing between them, a window of two system
+    calls; a build interrupted there puts the old gallery back, or the next
+    build does. Work directories of interrupted builds are removed by the next
+    build of the same ``out_dir`` (only ours, not while their build runs).
+
+    A group set whose values are all zero because it has a single non-empty
+    group, or whose groups all have identical values, gets a visible warning
+    above its maps (the maps would be blank or all the same).
+
     Args:
         analyses: one `Analysis` per model.
-        out_dir: the gallery directory. Written to a temporary sibling directory
-            first and moved into place at the end.
+        out_dir: the gallery directory.
         resolution: map side in pixels (8..1024).
         render_methods: render styles offered by the switch (the first is the
             default and the one used for training frames); any of
             `topojax.render.METHODS`.
         shape: ``"square"`` or ``"disk"`` maps.
         title: the site title.
-        force: replace ``out_dir`` even if it is a non-empty directory that is
-            not a topojax gallery (or a file).
+        force: replace ``out_dir`` whatever it holds (a non-gallery directory,
+            a file, files the previous build did not write).
+        keep_unknown: copy entries of the previous gallery that it did not
+            write into the new one (refused if one collides with a gallery
+            file). At most one of ``force`` and ``keep_unknown``.
 
     Returns:
         Path of the gallery's ``index.html``.
 
     Raises:
-        TypeError, ValueError: bad analyses or options (before any rendering).
-        FileExistsError: ``out_dir`` exists, is not a gallery and ``force`` is
-            False.
+        TypeError, ValueError: bad analyses or options, both flags, or an
+            ``out_dir`` holding the current directory (before any rendering).
+        FileExistsError: ``out_dir`` may not be replaced (see above), or it
+            changed during the build (then nothing was replaced).
+        PermissionError: ``out_dir`` or its parent cannot be changed by us
+            (before any rendering).
 
     Example:
         >>> build_gallery([analysis], "gallery")  # doctest: +SKIP
         PosixPath('gallery/index.html')
     """
-    out_dir = Path(out_dir)
     analyses, options = _check_options(
         analyses, resolution, render_methods, shape, title
     )
-    _check_target(out_dir, force)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    site = describe_site(analyses, options)
-    files = _site_files(site, analyses)
-    files[MANIFEST] = _manifest(site, files)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    target = prepare_target(out_dir, force=force, keep_unknown=keep_unknown)
+    target.path.parent.mkdir(parents=True, exist_ok=True)
+    work, staged, descriptor = start_work(target.path)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp_dir.chmod(0o777 & ~umask)
-        _write_tree(tmp_dir, files)
-        _check_target(out_dir, force)
-        _replace(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    return out_dir / "index.html"
+        site = describe_site(analyses, options)
+        check_collisions(target, _planned_paths(site))
+        files = _site_files(site, analyses)
+        files[MANIFEST] = _manifest(site, files)
+        check_collisions(target, list(files))
+        write_tree(staged, files)
+        copy_kept(target, staged)
+        recheck_target(target, force=force, keep_unknown=keep_unknown)
+        swap(staged, target.path, work)
+    finally:
+        try:
+            settle(target.path, work)
+        finally:
+            unlock(descriptor)
+    return Path(out_dir) / "index.html"

@@ -80,6 +80,20 @@ def _unique(names: Sequence[str], what: str) -> None:
         seen.add(name)
 
 
+def _check_images(images: np.ndarray, what: str, n_images: int | None) -> None:
+    """``(n, h, w)`` or ``(n, h, w, 3)`` with values in ``[0, 1]``."""
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] != 3):
+        raise ValueError(
+            f"{what} has shape {images.shape}; expected (n, h, w) or (n, h, w, 3)"
+        )
+    if n_images is not None and images.shape[0] != n_images:
+        raise ValueError(
+            f"{what} has {images.shape[0]} images; expected {n_images}, one per group"
+        )
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise ValueError(f"{what} must have values in [0, 1]")
+
+
 def plain_data(obj: Any, what: str = "params") -> Any:
     """``obj`` as JSON-compatible plain data.
 
@@ -128,6 +142,12 @@ class GroupSet:
         order: optional left-to-right panel order (a permutation of
             ``range(n_groups)``). Default: the dendrogram leaf order of the
             groups' values (`topojax.gallery.group_order`), as in the paper.
+        exemplars: optional ``(n_groups,)`` int index into ``Analysis.inputs``
+            of one representative input per group (drawn above its map, as in
+            the paper); ``-1`` for a group without one (e.g. empty).
+        mean_inputs: optional ``(n_groups, h, w)`` or ``(n_groups, h, w, 3)``
+            mean input image of each group, values in ``[0, 1]`` (empty
+            groups: any values; the gallery marks them empty).
     """
 
     name: str
@@ -136,6 +156,8 @@ class GroupSet:
     values: np.ndarray
     description: str = ""
     order: tuple[int, ...] | None = None
+    exemplars: np.ndarray | None = None
+    mean_inputs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_str(self.name, "GroupSet.name")
@@ -172,6 +194,22 @@ class GroupSet:
                     f"range({n_groups})"
                 )
             _set(self, "order", order)
+        where = f"GroupSet {self.name!r}"
+        if self.exemplars is not None:
+            exemplars = _int_array(self.exemplars, f"{where} exemplars", 1)
+            if exemplars.shape != (n_groups,) or (
+                exemplars.size and exemplars.min() < -1
+            ):
+                raise ValueError(
+                    f"{where}: exemplars must be ({n_groups},) input indices >= -1; "
+                    f"got shape {exemplars.shape}"
+                )
+            _set(self, "exemplars", exemplars)
+        if self.mean_inputs is not None:
+            raw = np.asarray(self.mean_inputs)
+            means = _frozen_array(raw, np.float32, f"{where} mean_inputs", raw.ndim)
+            _check_images(means, f"{where} mean_inputs", n_groups)
+            _set(self, "mean_inputs", means)
 
     @property
     def n_groups(self) -> int:
@@ -195,6 +233,10 @@ class TrainingSeries:
         method: the layout method (a key of the layer's ``layouts``) that every
             frame is drawn with, so frames are comparable.
         description: optional text shown on the training page.
+        metrics: optional ``{name: (n_frames,) floats}`` recorded with each
+            frame, e.g. ``{"loss": ..., "accuracy": ...}`` (NaN: not recorded
+            at that frame).
+        counts: optional ``(n_groups,)`` int number of inputs in each group.
     """
 
     labels: tuple[str, ...]
@@ -202,6 +244,8 @@ class TrainingSeries:
     values: np.ndarray
     method: str
     description: str = ""
+    metrics: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    counts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _check_str(self.method, "TrainingSeries.method")
@@ -220,6 +264,28 @@ class TrainingSeries:
         _set(self, "labels", labels)
         _set(self, "group_names", names)
         _set(self, "values", values)
+        if not isinstance(self.metrics, Mapping):
+            raise TypeError("TrainingSeries.metrics must be a dict name -> values")
+        metrics = {}
+        for metric, series in self.metrics.items():
+            _check_str(metric, "TrainingSeries metric name")
+            array = np.array(series, dtype=np.float64, copy=True)
+            if array.shape != (len(labels),) or np.any(np.isinf(array)):
+                raise ValueError(
+                    f"TrainingSeries metric {metric!r} must be ({len(labels)},) "
+                    f"finite or NaN values, one per frame; got shape {array.shape}"
+                )
+            array.setflags(write=False)
+            metrics[metric] = array
+        _set(self, "metrics", metrics)
+        if self.counts is not None:
+            counts = _int_array(self.counts, "TrainingSeries.counts", 1)
+            if counts.shape != (len(names),) or (counts.size and counts.min() < 0):
+                raise ValueError(
+                    f"TrainingSeries.counts must be ({len(names)},) ints >= 0; got "
+                    f"shape {counts.shape}"
+                )
+            _set(self, "counts", counts)
 
     @property
     def n_frames(self) -> int:
@@ -393,17 +459,22 @@ class Analysis:
         n_inputs = 0
         if self.inputs is not None:
             raw = np.asarray(self.inputs)
-            inputs = _frozen_array(raw, np.float64, f"{where} inputs", raw.ndim)
-            if inputs.ndim not in (3, 4) or (inputs.ndim == 4 and inputs.shape[3] != 3):
-                raise ValueError(
-                    f"{where}: inputs has shape {inputs.shape}; expected "
-                    "(n_inputs, h, w) or (n_inputs, h, w, 3)"
-                )
-            if inputs.size and (inputs.min() < 0 or inputs.max() > 1):
-                raise ValueError(f"{where}: inputs must have values in [0, 1]")
+            # float32 is exact enough for [0, 1] images and halves their memory.
+            inputs = _frozen_array(raw, np.float32, f"{where} inputs", raw.ndim)
+            _check_images(inputs, f"{where}: inputs", None)
             _set(self, "inputs", inputs)
             n_inputs = inputs.shape[0]
         for layer in layers:
+            for group_set in layer.group_sets:
+                if group_set.exemplars is None or group_set.exemplars.max() < 0:
+                    continue
+                if group_set.exemplars.max() >= n_inputs:
+                    raise ValueError(
+                        f"{where}: layer {layer.name!r} group set "
+                        f"{group_set.name!r} exemplar index "
+                        f"{int(group_set.exemplars.max())} out of range for "
+                        f"{n_inputs} inputs"
+                    )
             if layer.top_inputs is None:
                 continue
             if self.inputs is None:

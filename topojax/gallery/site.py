@@ -8,6 +8,13 @@ the jobs and renders the pages with Jinja2. All paths are relative POSIX paths
 made of slugs from `topojax.gallery.names`, so user-supplied names never reach
 the file system unsanitised.
 
+A group set whose maps would say nothing gets a warning shown above its maps
+(`flat_warning`): every value zero because a single group has inputs (a NAP is
+a group's mean minus the mean over the non-empty groups), every value zero for
+another reason, or all non-empty groups with identical values. Alt texts
+shorten long names (`ALT_NAME_CHARS`) with an ellipsis; the caption next to
+each map keeps the full name.
+
 Directory layout of a gallery::
 
     index.html  manifest.json  assets/{topojax.css, topojax.js, colorbar.png}
@@ -40,6 +47,7 @@ __all__ = [
     "Site",
     "ThumbnailJob",
     "describe_site",
+    "flat_warning",
     "format_number",
 ]
 
@@ -52,6 +60,9 @@ _RESERVED_MODEL = ("assets",)
 _RESERVED_LAYER = ("inputs",)
 _RESERVED_METHOD = ("training",)
 _INDEX_GROUPS_SHOWN = 12
+ALT_NAME_CHARS = 80  # longer names are shortened in alt texts
+# Values within this fraction of the largest one count as identical.
+_IDENTICAL_RTOL = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +130,16 @@ class DataJob:
 
 @dataclasses.dataclass(frozen=True)
 class ThumbnailJob:
-    """Write input ``index`` of an analysis as a small PNG."""
+    """Write an input image of an analysis as a small PNG.
+
+    Input ``index`` of ``Analysis.inputs``; with ``group_set`` ``(layer, k)``,
+    the mean input of group ``index`` of that layer's ``k``-th group set.
+    """
 
     path: str
     analysis: int
     index: int
+    group_set: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +177,45 @@ def _order(group_set: GroupSet) -> tuple[int, ...]:
     return group_order(group_set.values)
 
 
+def _short(name: str) -> str:
+    """``name`` cut to `ALT_NAME_CHARS` characters with an ellipsis."""
+    if len(name) <= ALT_NAME_CHARS:
+        return name
+    return name[: ALT_NAME_CHARS - 1] + "…"
+
+
+def flat_warning(group_set: GroupSet) -> str:
+    """Why the maps of ``group_set`` would be blank or all alike, or ``""``.
+
+    Returns:
+        A sentence for the page when every value is zero (with the reason if a
+        single group has inputs) or when all non-empty groups (at least two)
+        have identical values (within ``1e-6`` of the largest value); else
+        ``""``.
+    """
+    values = group_set.values
+    filled = np.flatnonzero(group_set.counts > 0)
+    if not np.any(values):
+        if len(filled) == 1:
+            name = _short(group_set.group_names[filled[0]])
+            return (
+                f'Only group "{name}" has inputs, so every value is zero (a NAP is '
+                "a group's mean minus the mean over the non-empty groups) and the "
+                "maps are blank. Group the inputs into at least two non-empty "
+                "groups."
+            )
+        return "Every value in this group set is zero, so the maps are blank."
+    rows = values[filled] if len(filled) >= 2 else values
+    if len(rows) >= 2:
+        spread = np.max(np.abs(rows - rows[:1]))
+        if spread <= _IDENTICAL_RTOL * np.max(np.abs(rows)):
+            return (
+                "All groups with inputs have identical values, so their maps are "
+                "the same: the grouping does not separate what the layer does."
+            )
+    return ""
+
+
 def _count_label(count: int) -> str:
     return "n = 0 (empty)" if count == 0 else f"n = {count}"
 
@@ -187,6 +242,10 @@ class _Paths:
             f"{self.set_ids[k]}/{self.group_slugs[k][g]}.png"
         )
 
+    def mean_input(self, k: int, g: int) -> str:
+        """Path of the mean input image of group ``g`` of set ``k``."""
+        return f"{self.dir}/means/{self.set_ids[k]}/{self.group_slugs[k][g]}.png"
+
     def training_map(self, frame: int, g: int, n_frames: int) -> str:
         """Path of training group ``g`` at ``frame``."""
         width = len(str(n_frames - 1))
@@ -196,7 +255,12 @@ class _Paths:
 
 
 def _map_entry(
-    src: str, alt: str, caption: str, count_label: str, attributes: dict
+    src: str,
+    alt: str,
+    caption: str,
+    count_label: str,
+    attributes: dict,
+    inputs: Sequence[dict] = (),
 ) -> dict:
     return {
         "src": src,
@@ -205,7 +269,26 @@ def _map_entry(
         "count_label": count_label,
         "empty": count_label.endswith("(empty)"),
         "attributes": attributes,
+        "inputs": list(inputs),
     }
+
+
+def _group_inputs(group_set: GroupSet, g: int, mean_src: str, what: str) -> list[dict]:
+    """The exemplar and mean input images drawn above group ``g``'s map."""
+    shown = []
+    if group_set.exemplars is not None and group_set.exemplars[g] >= 0:
+        shown.append(
+            {
+                "src": f"../inputs/{int(group_set.exemplars[g])}.png",
+                "alt": f"An example input of {what}",
+                "label": "example",
+            }
+        )
+    if group_set.mean_inputs is not None and group_set.counts[g] > 0:
+        shown.append(
+            {"src": mean_src, "alt": f"The mean input of {what}", "label": "mean"}
+        )
+    return shown
 
 
 def _group_set_context(
@@ -227,8 +310,9 @@ def _group_set_context(
                 name = group_set.group_names[g]
                 count = int(group_set.counts[g])
                 alt = (
-                    f"Map of {group_set.name} group {name} ({_count_label(count)}) in "
-                    f"layer {layer.name} of {analysis.model_name}: layout {method}, "
+                    f"Map of {_short(group_set.name)} group {_short(name)} "
+                    f"({_count_label(count)}) in layer {_short(layer.name)} of "
+                    f"{_short(analysis.model_name)}: layout {_short(method)}, "
                     f"{style} rendering"
                 )
                 maps.append(
@@ -243,6 +327,12 @@ def _group_set_context(
                             "set": set_id,
                             "group": g,
                         },
+                        inputs=_group_inputs(
+                            group_set,
+                            g,
+                            paths.mean_input(k, g)[len(paths.dir) + 1 :],
+                            f"group {_short(name)}",
+                        ),
                     )
                 )
             variants.append(
@@ -260,6 +350,7 @@ def _group_set_context(
         "id": set_id,
         "name": group_set.name,
         "description": group_set.description,
+        "warning": flat_warning(group_set),
         "n_groups": group_set.n_groups,
         "total_count": int(group_set.counts.sum()),
         "clim": format_number(clim),
@@ -313,8 +404,9 @@ def _training_context(
         for g in order:
             name = training.group_names[g]
             alt = (
-                f"Map of group {name} at {label} in layer {layer.name} of "
-                f"{analysis.model_name}: layout {training.method}, {style} rendering"
+                f"Map of group {_short(name)} at {_short(label)} in layer "
+                f"{_short(layer.name)} of {_short(analysis.model_name)}: layout "
+                f"{_short(training.method)}, {style} rendering"
             )
             maps.append(
                 _map_entry(
@@ -323,7 +415,9 @@ def _training_context(
                     ],
                     alt=alt,
                     caption=name,
-                    count_label="",
+                    count_label=""
+                    if training.counts is None
+                    else _count_label(int(training.counts[g])),
                     attributes={
                         "method": paths.method_ids[training.method],
                         "style": paths.style_ids[style],
@@ -333,7 +427,12 @@ def _training_context(
                     },
                 )
             )
-        frames.append({"index": t, "label": label, "maps": maps})
+        metrics = [
+            {"name": name, "value": format_number(float(values[t]))}
+            for name, values in training.metrics.items()
+            if np.isfinite(values[t])
+        ]
+        frames.append({"index": t, "label": label, "maps": maps, "metrics": metrics})
     clim = _clim(training.values)
     return {
         "method": training.method,
@@ -525,11 +624,28 @@ def describe_site(analyses: Sequence[Analysis], options: BuildOptions) -> Site:
                 if layer.top_inputs is not None
                 for index in np.unique(layer.top_inputs)
             }
+            | {
+                int(index)
+                for layer in analysis.layers
+                for group_set in layer.group_sets
+                if group_set.exemplars is not None
+                for index in group_set.exemplars[group_set.exemplars >= 0]
+            }
         )
         thumbnails.extend(
             ThumbnailJob(f"{model_slugs[a]}/inputs/{index}.png", a, index)
             for index in used
         )
+        for i, layer in enumerate(analysis.layers):
+            paths = _Paths(
+                model_slugs[a], layer_slugs[i], layer, options.render_methods
+            )
+            thumbnails.extend(
+                ThumbnailJob(paths.mean_input(k, g), a, g, (i, k))
+                for k, group_set in enumerate(layer.group_sets)
+                if group_set.mean_inputs is not None
+                for g in np.flatnonzero(group_set.counts > 0).tolist()
+            )
         index_models.append(
             {
                 "name": analysis.model_name,

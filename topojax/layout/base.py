@@ -22,6 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from topojax._env import shield_numpy_f2py
+
+# The first topojax module imported by `import topojax`, and imported before
+# SciPy: an invalid SOURCE_DATE_EPOCH must not break the import (`topojax._env`).
+shield_numpy_f2py()
+
 Metric = Literal["cosine", "euclidean", "correlation"]
 METRICS: tuple[str, ...] = get_args(Metric)
 
@@ -66,18 +72,35 @@ def check_metric(metric: str) -> None:
         raise ValueError(f"unknown metric {metric!r}; expected one of {list(METRICS)}")
 
 
-def check_features(features, *, metric: str = "cosine") -> jax.Array:
-    """Validate a feature matrix on the host, before any compute.
+def check_features(
+    features, *, metric: str = "cosine", scale: bool = True
+) -> jax.Array:
+    """Validate a feature matrix on the host, before any compute, and scale it.
+
+    This is the one place where layout inputs are scaled: every layout method
+    and every layout-quality metric calls it. With ``scale`` (the default) the
+    features are divided by their largest absolute value in float64 (in the
+    input's own precision when that is wider) before the cast to float32, so
+    the largest entry has magnitude 1. Every metric in `METRICS` ignores a
+    global factor, so any finite input, whatever its magnitude (float64 up to
+    ``1e308``), gives the same layout as a rescaled copy of it; without the
+    scaling, squared distances overflow float32 above about ``1e19`` and
+    underflow below about ``1e-19``. A neuron whose row norm is below ``1e-12``
+    of the largest entry counts as dead under cosine and correlation.
 
     Args:
         features: array-like ``(n_neurons, n_features)``.
         metric: distance name, checked against `METRICS`.
+        scale: divide by the largest absolute value (keep False for
+            coordinates, whose absolute size matters).
 
     Returns:
-        The features as a float32 ``jax.Array``.
+        The (scaled) features as a float32 ``jax.Array``.
 
     Raises:
-        ValueError: not 2-D, no neurons, no features, NaN/Inf, or unknown metric.
+        ValueError: not 2-D, no neurons, no features, not real numbers, NaN/Inf,
+            values beyond the float32 range with ``scale=False``, or an unknown
+            metric.
     """
     check_metric(metric)
     array = np.asarray(features)
@@ -98,7 +121,18 @@ def check_features(features, *, metric: str = "cosine") -> jax.Array:
             f"features contain {int(bad.sum())} non-finite values (NaN/Inf) in "
             f"{int(bad.any(axis=1).sum())} neurons; expected finite numbers"
         )
-    return jnp.asarray(array, dtype=jnp.float32)
+    wide = array.astype(np.result_type(array.dtype, np.float64), copy=False)
+    largest = np.max(np.abs(wide))
+    if scale and largest > 0:
+        wide = wide / largest
+    elif largest > np.finfo(np.float32).max:
+        too_big = np.abs(wide) > np.finfo(np.float32).max
+        raise ValueError(
+            f"{int(too_big.sum())} values exceed the float32 range "
+            f"(|x| > {float(np.finfo(np.float32).max):.3g}); the largest is "
+            f"{float(largest):.3g}"
+        )
+    return jnp.asarray(wide.astype(np.float32))
 
 
 def prepare(features: jax.Array, metric: str) -> tuple[jax.Array, str]:

@@ -130,6 +130,9 @@ def _rank_score(
 
 
 def _check_pair(features, coords, metric: str) -> tuple[jax.Array, jax.Array]:
+    # Both are scaled by `check_features` (each by its largest absolute value):
+    # the rank-based metrics ignore a global factor, so the scores of a rescaled
+    # copy are the same and no distance overflows float32.
     features = check_features(features, metric=metric)
     coords = check_features(coords, metric="euclidean")
     if coords.shape[0] != features.shape[0]:
@@ -443,9 +446,10 @@ def overlap(coords, *, block_size: int = _BLOCK) -> jax.Array:
         Scalar float32 in ``[0, 1]`` (0 for a single neuron).
 
     Raises:
-        ValueError: not 2-D or non-finite.
+        ValueError: not 2-D, non-finite or beyond the float32 range (coordinates
+            are not rescaled: the threshold is absolute).
     """
-    coords = check_features(coords, metric="euclidean")
+    coords = check_features(coords, metric="euclidean", scale=False)
     if coords.shape[0] < 2:
         return jnp.float32(0.0)
     return _overlap(coords, block_size=block_size)
@@ -478,6 +482,7 @@ def layout_report(
         ``{"k", "trustworthiness", "continuity", "knn_recall", "spearman",
         "overlap"[, "gt_recall"]}``.
     """
+    raw_coords = coords
     features, coords = _check_pair(features, coords, metric)
     n = features.shape[0]
     k_used = min(k, (n - 1) // 2)
@@ -500,7 +505,7 @@ def layout_report(
         if n >= 2
         else nan
     )
-    report["overlap"] = float(overlap(coords))
+    report["overlap"] = float(overlap(raw_coords))  # absolute: not rescaled
     if true_coords is not None:
         report["gt_recall"] = (
             float(ground_truth_recall(true_coords, coords, k_used))
