@@ -58,9 +58,23 @@ def _as_int_labels(values, what: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _class_names(
+def class_names_for(
     class_names: Sequence[str] | None, *arrays: np.ndarray
 ) -> tuple[str, ...]:
+    """The class names of integer class arrays (labels, predictions).
+
+    Args:
+        class_names: given names, or None for ``"0"``, ``"1"``, ... up to the
+            largest class index in ``arrays``.
+        *arrays: 1-D non-negative integer class indices.
+
+    Returns:
+        One name per class (given names may cover classes that never occur).
+
+    Raises:
+        ValueError: a class index out of range of ``class_names``, or
+            repeated names.
+    """
     n_seen = max((int(a.max()) + 1 for a in arrays if a.size), default=0)
     if class_names is None:
         return tuple(str(i) for i in range(n_seen))
@@ -92,7 +106,7 @@ def by_label(labels, class_names: Sequence[str] | None = None) -> Grouping:
             of ``class_names``.
     """
     labels = _as_int_labels(labels, "labels")
-    names = _class_names(class_names, labels)
+    names = class_names_for(class_names, labels)
     return labels.astype(np.int32), names
 
 
@@ -167,7 +181,7 @@ def error_contrast(
         ``(group_ids (n_examples,) int32, group_names)``.
     """
     labels, predictions = _check_predictions(labels, predictions)
-    names = _class_names(class_names, labels, predictions)
+    names = class_names_for(class_names, labels, predictions)
     group_ids = 2 * labels + (predictions != labels)
     group_names = tuple(f"{name}/{kind}" for name in names for kind in _KINDS)
     return group_ids.astype(np.int32), group_names
@@ -201,7 +215,7 @@ def confusion_cells(
         predicted).
     """
     labels, predictions = _check_predictions(labels, predictions)
-    names = _class_names(class_names, labels, predictions)
+    names = class_names_for(class_names, labels, predictions)
     n_classes = max(len(names), 1)
     cell = labels * n_classes + predictions
     keep = np.ones_like(cell, dtype=bool) if include_correct else labels != predictions
@@ -473,6 +487,7 @@ __all__ = [
     "Grouping",
     "by_attribute",
     "by_label",
+    "class_names_for",
     "combine",
     "confusion_cells",
     "contrast_pairs",

@@ -45,7 +45,13 @@ from tqdm.auto import tqdm
 
 from topojax.capture import make_capture_with_output, post_activation_layers
 from topojax.gallery.model import Analysis, GroupSet, LayerView, TrainingSeries
-from topojax.groups import Grouping, by_attribute, by_label, confusion_cells
+from topojax.groups import (
+    Grouping,
+    by_attribute,
+    by_label,
+    class_names_for,
+    confusion_cells,
+)
 from topojax.groups import error_contrast as _error_contrast
 from topojax.layout import LayoutFn, get_method
 from topojax.metrics import layout_report
@@ -798,15 +804,7 @@ def _check_classes(
             "pass inputs of at least two classes"
         )
     seen = [labels] if predictions is None else [labels, predictions]
-    n_classes = max(int(a.max()) + 1 for a in seen)
-    if class_names is None:
-        return tuple(str(i) for i in range(n_classes))
-    names = tuple(str(name) for name in class_names)
-    if n_classes > len(names):
-        raise ValueError(
-            f"class index {n_classes - 1} is out of range for {len(names)} class_names"
-        )
-    return names
+    return class_names_for(class_names, *seen)
 
 
 def _check_groupings(grouped: Sequence[_Grouped]) -> None:
