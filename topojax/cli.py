@@ -427,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
         partial = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
         try:
             save_analysis(analysis, partial)
-            index = build_gallery([analysis], out, force=args.force)
+            index = build_gallery(
+                [analysis], out, force=args.force, progress=not args.quiet
+            )
             os.replace(partial, saved)  # only once the gallery is in place
         finally:
             partial.unlink(missing_ok=True)

@@ -114,7 +114,7 @@ def run_demo(
             analysis = future.result()
             params = {**analysis.params, "epochs": epochs, "seed": seed}
             analyses.append(dataclasses.replace(analysis, params=params))
-    index = build_gallery(analyses, out_dir, force=force)
+    index = build_gallery(analyses, out_dir, force=force, progress=progress)
     n_files = sum(1 for path in out_dir.rglob("*") if path.is_file())
     print(
         f"wrote {n_files} files to {out_dir}/ in {time.perf_counter() - started:.1f} s"

@@ -277,7 +277,9 @@ def test_training_page_lists_every_frame(site):
 def quick(monkeypatch):
     """Skip rendering: the directory handling does not depend on the files."""
     monkeypatch.setattr(
-        build_module, "_site_files", lambda site, analyses: {"index.html": b"<p>x</p>"}
+        build_module,
+        "_site_files",
+        lambda site, analyses, *_: {"index.html": b"<p>x</p>"},
     )
 
 
@@ -454,3 +456,10 @@ def test_models_with_the_same_name_get_distinct_directories(analysis):
         "synthetic-model",
         "synthetic-model-2",
     ]
+
+
+def test_progress_bar_of_the_rendering_goes_to_stderr(analysis, tmp_path, capsys):
+    build([analysis], tmp_path / "quiet")
+    assert "render maps" not in capsys.readouterr().err
+    build([analysis], tmp_path / "loud", progress=True)
+    assert "render maps" in capsys.readouterr().err

@@ -85,7 +85,9 @@ def site_files(monkeypatch):
     """Skip rendering; the files a build writes are whatever ``holder[0]`` is."""
     holder = [OLD_FILES]
     monkeypatch.setattr(
-        build_module, "_site_files", lambda site, analyses: dict(holder[0])
+        build_module,
+        "_site_files",
+        lambda site, analyses, *_: dict(holder[0]),
     )
     monkeypatch.setattr(build_module, "versions", lambda: {"topojax": "test"})
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
@@ -230,7 +232,7 @@ SIGKILL_SCRIPT = textwrap.dedent(
     from topojax.gallery import build_gallery, synthetic_analysis
 
     out, hook, at, exchange = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    build_module._site_files = lambda site, analyses: {"index.html": b"new"}
+    build_module._site_files = lambda site, analyses, *_: {"index.html": b"new"}
     if exchange == "no":
         target_module._RENAMEAT2 = None
     original = getattr(target_module, hook)

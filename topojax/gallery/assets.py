@@ -8,7 +8,7 @@ returns ``{relative path: bytes}`` and writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def _plan(
 
 
 def map_pngs(
-    jobs: Sequence[MapJob],
+    jobs: Iterable[MapJob],
     analyses: Sequence[Analysis],
     *,
     resolution: int,

@@ -22,9 +22,12 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from topojax._env import source_date_epoch
 from topojax.gallery.assets import (
@@ -158,7 +161,9 @@ def _check_options(
     )
 
 
-def _site_files(site: Site, analyses: Sequence[Analysis]) -> dict[str, bytes]:
+def _site_files(
+    site: Site, analyses: Sequence[Analysis], progress: bool = False
+) -> dict[str, bytes]:
     options = site.options
     files: dict[str, bytes] = {}
     for name, content in static_files().items():
@@ -167,7 +172,15 @@ def _site_files(site: Site, analyses: Sequence[Analysis]) -> dict[str, bytes]:
     files[FAVICON] = favicon_png()
     sizes = {"resolution": options.resolution, "shape": options.shape}
     plans: dict = {}  # each layout is planned once per render style
-    files.update(map_pngs(site.maps, analyses, plans=plans, **sizes))
+    jobs = tqdm(
+        site.maps,
+        desc="render maps",
+        unit="map set",
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    )
+    files.update(map_pngs(jobs, analyses, plans=plans, **sizes))
     for job in site.data:
         files.update(data_script(job, analyses, plans=plans, **sizes))
     for job in site.thumbnails:
@@ -221,6 +234,7 @@ def build_gallery(
     title: str = "topojax gallery",
     force: bool = False,
     keep_unknown: bool = False,
+    progress: bool = False,
 ) -> Path:
     """Write a static HTML gallery of topographic maps.
 
@@ -263,6 +277,7 @@ def build_gallery(
         keep_unknown: copy entries of the previous gallery that it did not
             write into the new one (refused if one collides with a gallery
             file). At most one of ``force`` and ``keep_unknown``.
+        progress: show a progress bar of the map rendering on stderr.
 
     Returns:
         Path of the gallery's ``index.html``.
@@ -288,7 +303,7 @@ def build_gallery(
     try:
         site = describe_site(analyses, options)
         check_collisions(target, _planned_paths(site))
-        files = _site_files(site, analyses)
+        files = _site_files(site, analyses, progress)
         files[MANIFEST] = _manifest(site, files)
         check_collisions(target, list(files))
         write_tree(staged, files)
