@@ -601,6 +601,26 @@ def _trace_capture(
 # --------------------------------------------------------------------------- #
 
 
+def _traced_names(
+    model: Any,
+    x: Any,
+    variables: Any,
+    apply_kwargs: dict[str, Any],
+    pick: Callable[[dict[str, _Call], Any, int], list[str]],
+) -> list[str]:
+    """``pick(layers, model_output, batch_size)`` of one abstract forward pass."""
+    run, state = _forward(model, variables, apply_kwargs)
+    batch_size = _batch_size(x)
+    names: list[str] = []
+
+    def trace(state, x):
+        layers, model_output = run(state, x)
+        names.extend(pick(layers, model_output, batch_size))
+
+    jax.eval_shape(trace, state, x)
+    return names
+
+
 def list_layers(
     model: Any, x: Any, *, variables: Any = None, **apply_kwargs: Any
 ) -> list[str]:
@@ -626,20 +646,17 @@ def list_layers(
         TypeError: ``model`` is not a Flax module.
         ValueError: Linen model without ``variables``.
     """
-    run, state = _forward(model, variables, apply_kwargs)
-    batch_size = _batch_size(x)
-    names: list[str] = []
-
-    def trace(state, x):
-        layers, _ = run(state, x)
-        names.extend(
+    return _traced_names(
+        model,
+        x,
+        variables,
+        apply_kwargs,
+        lambda layers, output, batch_size: [
             name
             for name, call in layers.items()
             if _is_capturable(call.output, batch_size)
-        )
-
-    jax.eval_shape(trace, state, x)
-    return names
+        ],
+    )
 
 
 def post_activation_layers(
@@ -683,16 +700,7 @@ def post_activation_layers(
         TypeError: ``model`` is not a Flax module.
         ValueError: Linen model without ``variables``.
     """
-    run, state = _forward(model, variables, apply_kwargs)
-    batch_size = _batch_size(x)
-    names: list[str] = []
-
-    def trace(state, x):
-        layers, model_output = run(state, x)
-        names.extend(_post_activation_names(layers, model_output, batch_size))
-
-    jax.eval_shape(trace, state, x)
-    return names
+    return _traced_names(model, x, variables, apply_kwargs, _post_activation_names)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@ import functools
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_contract import FAST_OPTIONS  # the contract's shapes: compiles are shared
 
 from topojax.layout import METHODS, METRICS
 from topojax.layout.base import check_features, flag_dead, knn, pairwise_distances
@@ -57,18 +58,6 @@ def test_check_features_scales_in_float64_before_the_cast():
     x[1, 2] = np.inf
     with pytest.raises(ValueError, match="1 non-finite values"):
         check_features(x * 1e300)
-
-
-# Small iteration counts and the shape of tests/layout/test_contract.py, whose
-# compiled functions these calls reuse when the files run together.
-FAST_OPTIONS = {
-    "som": {"n_iter": 40},
-    "graph": {"n_iter": 5},
-    "tsne": {"n_iter": 30, "exaggeration_iter": 10},
-    "umap": {"n_epochs": 20},
-    "swarm": {"n_steps": 20},
-    "optimize": {"n_steps": 20},
-}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
